@@ -40,11 +40,11 @@ def load_manifest() -> list[CorpusFile]:
     for r in rows:
         out.append(
             CorpusFile(
-                name=r["filename"],
-                size=int(r["size"]),
+                name=r["name"],
+                size=int(r["bytes"]),
                 sha256=r["sha256"],
                 expected_mime=r.get("expected_mime", ""),
-                path=FIXTURES / r["filename"],
+                path=FIXTURES / r["name"],
                 row=r,
             )
         )
