@@ -29,6 +29,7 @@ ADAPTERS = (
     "journal.py",
     "journal/",
     "watcher.py",
+    "events.py",
     "routing.py",
     "config.py",
     "log.py",

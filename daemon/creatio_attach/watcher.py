@@ -1,0 +1,456 @@
+"""The watchdog adapter: watches the inboxes, filters events and hands them to a sink. Nothing else.
+
+It does not decide when a file is complete (the engine settles files); it reports what it saw
+as ``FileEvent``s (``events.py``) through ``sink``, which is expected to be a queue put: one
+watchdog thread dispatches every event of an observer, so slow work there would stall all
+inboxes (see watchdog ``observers/api.py``; maestral's ``FSEventHandler`` does the same).
+
+The only module that imports watchdog. Imports only ``errors`` and ``events`` from the project;
+never ``engine``, ``service`` or ``cli``. Reads errno here and nowhere else in the watching code:
+inotify's limits become a ``ConfigError`` naming the sysctl to raise.
+
+Modes: ``inotify`` (watchdog's inotify observer, one shared instance for every inotify inbox,
+with full move events so a rename into the inbox is seen as one) or ``poll`` (a
+``PollingObserver`` per inbox, comparing directory snapshots every ``poll_interval``).
+``auto`` picks ``poll`` where inotify sees nothing: NFS, CIFS/SMB, FUSE and other network or
+cluster file systems, detected from ``/proc/self/mountinfo``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import structlog
+from watchdog.events import (
+    FileAttribEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.inotify import InotifyObserver
+from watchdog.observers.polling import PollingObserver
+from watchdog.utils import BaseThread
+
+from creatio_attach.errors import ConfigError
+from creatio_attach.events import (
+    DEFAULT_IGNORE,
+    EventKind,
+    FileEvent,
+    WatchSpec,
+    collapse,
+    fstype_at,
+    in_scope,
+    is_candidate,
+    mode_for_fstype,
+    parse_mountinfo,
+    walk_candidates,
+)
+
+__all__ = [
+    "DEFAULT_IGNORE",
+    "FileEvent",
+    "InboxWatcher",
+    "WatchSpec",
+    "check_watch_limit",
+    "choose_mode",
+    "collapse",
+    "filesystem_type",
+    "fstype_at",
+    "inotify_limit_error",
+    "is_candidate",
+    "mode_for_fstype",
+    "parse_mountinfo",
+]
+
+log = structlog.get_logger(component="watcher")
+
+MOUNTINFO = Path("/proc/self/mountinfo")
+MAX_USER_WATCHES = Path("/proc/sys/fs/inotify/max_user_watches")
+
+#: what a rename into the inbox, a close-after-write etc. become; everything else is dropped
+_WATCHED_EVENTS: list[type[FileSystemEvent]] = [
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileAttribEvent,  # touch/chmod: e.g. a permission fix on an unreadable file
+    FileMovedEvent,
+    FileDeletedEvent,
+]
+
+# ---------------------------------------------------------------------------------------------
+# which file system, which mode
+
+
+def filesystem_type(path: Path) -> str:
+    """The file system type of ``path`` from ``/proc/self/mountinfo`` ("ext4", "nfs4", "cifs",
+    "fuse.sshfs"...); "" when it cannot be told (no /proc)."""
+    try:
+        text = MOUNTINFO.read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError:
+        return ""
+    return fstype_at(os.path.realpath(path), parse_mountinfo(text))
+
+
+def choose_mode(path: Path, requested: str) -> tuple[str, str]:
+    """``(mode, reason)`` for an inbox folder: ``mode_for_fstype`` of its file system."""
+    return mode_for_fstype(filesystem_type(path), requested)
+
+
+# ---------------------------------------------------------------------------------------------
+# inotify's limits
+
+
+_POLL_INSTEAD = 'or set watch = "poll" for this inbox'
+
+
+def _watch_limit_error(folder: Path | str, message: str) -> ConfigError:
+    return ConfigError(
+        message,
+        path=str(folder),
+        hint=(
+            "raise the sysctl fs.inotify.max_user_watches, e.g. "
+            "`sysctl -w fs.inotify.max_user_watches=524288` and the same line in "
+            f"/etc/sysctl.d/90-creatio-attach.conf, {_POLL_INSTEAD}"
+        ),
+    )
+
+
+def inotify_limit_error(exc: OSError, folder: Path | str) -> ConfigError | None:
+    """The ``ConfigError`` for an inotify limit (ENOSPC: watches, EMFILE: instances), else None."""
+    if exc.errno == errno.ENOSPC:
+        return _watch_limit_error(
+            folder, "the inotify watch limit is reached (one watch per watched folder)"
+        )
+    if exc.errno == errno.EMFILE:
+        return ConfigError(
+            "the inotify instance limit (or the open-file limit) is reached",
+            path=str(folder),
+            hint=(
+                "raise the sysctl fs.inotify.max_user_instances, e.g. "
+                "`sysctl -w fs.inotify.max_user_instances=1024` and the same line in "
+                "/etc/sysctl.d/90-creatio-attach.conf (or LimitNOFILE= in the unit), "
+                f"{_POLL_INSTEAD}"
+            ),
+        )
+    return None
+
+
+def _max_user_watches() -> int | None:
+    try:
+        return int(MAX_USER_WATCHES.read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _count_folders(folder: Path, *, recursive: bool, limit: int) -> int:
+    """Folders inotify will watch for this tree (symlinks not followed), counted up to
+    ``limit + 1`` (so a huge tree is not walked for nothing)."""
+    count, stack = 1, [str(folder)]
+    while stack and recursive and count <= limit:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            count += 1
+                            stack.append(entry.path)
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return count
+
+
+def check_watch_limit(specs: Sequence[WatchSpec], limit: int) -> None:
+    """Raise the watch-limit ``ConfigError`` when these inboxes hold more than ``limit`` folders.
+
+    Needed because watchdog skips a subfolder it cannot watch without a word (only the inbox
+    folder's own watch raises ENOSPC), so hitting the limit would otherwise go unnoticed.
+    """
+    needed = 0
+    for spec in specs:
+        needed += _count_folders(spec.folder, recursive=spec.recursive, limit=limit - needed)
+        if needed > limit:
+            raise _watch_limit_error(
+                spec.folder, f"the inotify inboxes hold more than {limit} folders, the watch limit"
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# the handler and the rescan thread
+
+
+class _InboxHandler(FileSystemEventHandler):
+    """Maps watchdog events of one inbox to ``FileEvent``s; filters, emits, nothing else."""
+
+    def __init__(self, spec: WatchSpec, emit: Callable[[WatchSpec, str, EventKind], None]):
+        self.spec = spec
+        self._emit = emit
+        # The watch is on the resolved folder (inotify on a symlink would watch the link);
+        # events are reported under the folder as configured, like the rescans report them.
+        self._real = spec.real_folder
+        self._shown = str(spec.folder)
+
+    def _configured(self, path: bytes | str) -> str:
+        text = os.fsdecode(path)
+        moved = self._real != self._shown and text.startswith(self._real)
+        if moved and (len(text) == len(self._real) or text[len(self._real)] == os.sep):
+            return self._shown + text[len(self._real) :]
+        return text
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        try:
+            self._dispatch(event)
+        except Exception:
+            # the observer thread serves every inbox: it must outlive a bad event or sink
+            log.exception("watch event dropped", inbox=self.spec.inbox, watch_event=repr(event))
+
+    def _dispatch(self, event: FileSystemEvent) -> None:
+        if event.is_directory:
+            return  # files inside a moved or created folder get their own events
+        spec, src = self.spec, self._configured(event.src_path)
+        if isinstance(event, FileMovedEvent):
+            dest = self._configured(event.dest_path)
+            # "" is the unknown side of a move from/to outside the watched tree
+            if src and in_scope(spec, src):
+                self._emit(spec, src, "deleted")
+            if dest and is_candidate(spec, dest):
+                self._emit(spec, dest, "moved_in")
+        elif isinstance(event, FileDeletedEvent):
+            if in_scope(spec, src):
+                self._emit(spec, src, "deleted")
+        elif isinstance(event, FileClosedEvent):
+            if is_candidate(spec, src):
+                self._emit(spec, src, "closed")
+        elif isinstance(
+            event, FileCreatedEvent | FileModifiedEvent | FileAttribEvent
+        ) and is_candidate(spec, src):
+            self._emit(spec, src, "changed")
+        # opened, closed-without-write: nothing changed
+
+
+class _Rescanner(BaseThread):
+    """Rescans each inbox every ``rescan_every`` seconds (real monotonic time) until stopped."""
+
+    def __init__(self, every: dict[str, float], rescan: Callable[[str, threading.Event], int]):
+        super().__init__()
+        self.name = "creatio-attach-rescan"
+        self._every = every
+        self._rescan = rescan
+
+    def run(self) -> None:
+        due = {inbox: time.monotonic() + every for inbox, every in self._every.items()}
+        while True:
+            wait = max(0.0, min(due.values()) - time.monotonic())
+            if self.stopped_event.wait(wait):
+                return
+            for inbox in sorted(due, key=due.__getitem__):
+                if self.stopped_event.is_set():
+                    return
+                if due[inbox] > time.monotonic():
+                    continue
+                try:
+                    self._rescan(inbox, self.stopped_event)
+                except Exception:
+                    log.exception("rescan failed", inbox=inbox)
+                due[inbox] = time.monotonic() + self._every[inbox]
+
+
+# ---------------------------------------------------------------------------------------------
+# the watcher
+
+
+class InboxWatcher:
+    """Watches inboxes and reports ``FileEvent``s to ``sink`` (from watchdog's threads and the
+    rescan thread, so ``sink`` must be thread-safe and quick: a ``queue.Queue.put``)."""
+
+    def __init__(
+        self,
+        specs: Sequence[WatchSpec],
+        sink: Callable[[FileEvent], None],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        names = [s.inbox for s in specs]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError("inbox names must be unique", problems=[f"inbox {n}" for n in twice])
+        self._specs = {s.inbox: s for s in specs}
+        self._sink = sink
+        self._clock = clock
+        #: inbox -> "inotify" | "poll", filled by start()
+        self.modes: dict[str, str] = {}
+        self._observers: list[BaseObserver] = []
+        self._rescanner: _Rescanner | None = None
+        self._scan_lock = threading.Lock()
+        self._running = False
+
+    # -- events -------------------------------------------------------------------------------
+
+    def _emit(self, spec: WatchSpec, path: str, kind: EventKind) -> None:
+        self._sink(FileEvent(spec.inbox, Path(path), kind, self._clock()))
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Watch every inbox, then report the files already present as ``found``.
+
+        Observers start first, so a file dropped during the initial scan is not missed (it may
+        be reported twice; the engine settles and dedupes). Raises ``ConfigError`` when an inbox
+        folder is missing or an inotify limit is hit; nothing is left running then.
+        """
+        if self._running:
+            raise RuntimeError("the watcher is already running")
+        for spec in self._specs.values():
+            if not spec.folder.is_dir():
+                raise ConfigError(
+                    "the inbox folder does not exist or is not a folder",
+                    path=str(spec.folder),
+                    hint=f"create it, or fix the folder of inbox {spec.inbox!r}",
+                )
+        modes = {}
+        for spec in self._specs.values():
+            mode, reason = choose_mode(spec.folder, spec.mode)
+            modes[spec.inbox] = mode
+            log.info(
+                "inbox watch mode",
+                inbox=spec.inbox,
+                folder=str(spec.folder),
+                mode=mode,
+                reason=reason,
+                poll_interval=spec.poll_interval if mode == "poll" else None,
+            )
+        limit = _max_user_watches()
+        if limit is not None:
+            check_watch_limit(
+                [s for s in self._specs.values() if modes[s.inbox] == "inotify"], limit
+            )
+        try:
+            self._start_observers(modes)
+        except BaseException:
+            self._stop_observers(5.0)
+            raise
+        self.modes = modes
+        self._running = True
+        try:
+            self.rescan()
+        except BaseException:  # the sink failed: leave nothing running
+            self.stop()
+            raise
+        every = {s.inbox: s.rescan_every for s in self._specs.values() if s.rescan_every > 0}
+        if every:
+            self._rescanner = _Rescanner(every, self._rescan_one)
+            self._rescanner.start()
+
+    def _start_observers(self, modes: dict[str, str]) -> None:
+        inotify_specs = [s for s in self._specs.values() if modes[s.inbox] == "inotify"]
+        if inotify_specs:
+            folder = inotify_specs[0].folder
+            try:
+                observer: BaseObserver = InotifyObserver(generate_full_events=True)
+                observer.name = "creatio-attach-inotify"
+                self._observers.append(observer)
+                for spec in inotify_specs:
+                    folder = spec.folder
+                    observer.schedule(
+                        _InboxHandler(spec, self._emit),
+                        spec.real_folder,
+                        recursive=spec.recursive,
+                        event_filter=_WATCHED_EVENTS,
+                    )
+                observer.start()  # adds the inotify watches, in this thread
+            except OSError as e:
+                raise (inotify_limit_error(e, folder) or self._unwatchable(e, folder)) from e
+        for spec in self._specs.values():
+            if modes[spec.inbox] != "poll":
+                continue
+            poller = PollingObserver(timeout=spec.poll_interval)
+            poller.name = f"creatio-attach-poll-{spec.inbox}"
+            self._observers.append(poller)
+            poller.schedule(
+                _InboxHandler(spec, self._emit),
+                spec.real_folder,
+                recursive=spec.recursive,
+                event_filter=_WATCHED_EVENTS,
+            )
+            try:
+                poller.start()  # takes the first snapshot, in this thread
+            except OSError as e:
+                raise self._unwatchable(e, spec.folder) from e
+
+    @staticmethod
+    def _unwatchable(e: OSError, folder: Path) -> ConfigError:
+        return ConfigError(
+            f"cannot watch the inbox folder: {e.strerror or e}",
+            path=str(folder),
+            hint="check that the folder exists and the service user may read it",
+        )
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the observers and the rescan thread and wait up to ``timeout`` for them."""
+        deadline = time.monotonic() + timeout
+        rescanner, self._rescanner = self._rescanner, None
+        if rescanner is not None:
+            rescanner.stop()
+        self._stop_observers(timeout)
+        if rescanner is not None:
+            rescanner.join(max(0.0, deadline - time.monotonic()))
+        self._running = False
+
+    def _stop_observers(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        observers, self._observers = self._observers, []
+        for observer in observers:
+            observer.stop()  # also stops its emitters (and the inotify reader)
+        for observer in observers:
+            if observer.is_alive():
+                observer.join(max(0.0, deadline - time.monotonic()))
+
+    def is_alive(self) -> bool:
+        """True while every observer, its emitters and the rescan thread run (an emitter stops
+        when its inbox folder is deleted)."""
+        if not self._running:
+            return False
+        for observer in self._observers:
+            if not observer.is_alive() or not all(e.is_alive() for e in list(observer.emitters)):
+                return False
+        return self._rescanner is None or self._rescanner.is_alive()
+
+    # -- rescans ------------------------------------------------------------------------------
+
+    def rescan(self, inbox: str | None = None) -> int:
+        """Report every candidate present as ``found``; returns how many. Works while stopped."""
+        if inbox is not None and inbox not in self._specs:
+            raise ValueError(f"unknown inbox {inbox!r}")
+        names = [inbox] if inbox is not None else list(self._specs)
+        return sum(self._rescan_one(name, None) for name in names)
+
+    def _rescan_one(self, inbox: str, stop: threading.Event | None) -> int:
+        spec = self._specs[inbox]
+        started = time.monotonic()
+        count = 0
+        with self._scan_lock:
+            try:
+                for path in walk_candidates(spec, stop):
+                    self._emit(spec, str(path), "found")
+                    count += 1
+            except OSError as e:
+                log.warning("inbox folder cannot be read", inbox=inbox, error=str(e))
+        log.debug(
+            "rescan done", inbox=inbox, files=count, duration_ms=_ms(time.monotonic() - started)
+        )
+        return count
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
