@@ -1,0 +1,364 @@
+"""A file's life in the journal: record it, target it, claim its record Id, move it along.
+
+Every method here is one short write transaction that goes through ``Store._transition``, so
+the state table in ``states`` is enforced on each step; ``claim_upload`` is the only durable
+(``synchronous=FULL``) commit. Imports sqlite3 (a transaction's connection is passed between
+steps); from the project only ``errors``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from creatio_attach.errors import JournalError
+
+from .codec import SELECT, decode_row, encode_path
+from .rows import Claim, Disposition, ErrorNote, FileRow, RetryResult
+from .states import State
+from .store import Store, translate_error
+
+
+class Lifecycle(Store):
+    """The transitions of one row, from ``add`` to ``done`` (or ``failed``, ``gone``...)."""
+
+    # -- recording a file ------------------------------------------------------------------
+
+    def add(
+        self,
+        *,
+        inbox: str,
+        path: str,
+        source_path: str,
+        size: int,
+        mtime_ns: int,
+        inode: int,
+        now: float,
+    ) -> tuple[FileRow, bool]:
+        """Record a discovered file in ``seen``; returns (row, created).
+
+        The same instance (inbox, path, size, mtime_ns, inode) is never inserted twice: a second
+        add returns the existing row with ``created`` False.
+        """
+        key = (inbox, encode_path(path), size, mtime_ns, inode)
+        with self._write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO files (inbox, path, source_path, location, size, mtime_ns, inode,"
+                " state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'seen', ?, ?)"
+                " ON CONFLICT (inbox, path, size, mtime_ns, inode) DO NOTHING",
+                (*key[:2], encode_path(source_path), encode_path(source_path), *key[2:], now, now),
+            )
+            created = cursor.rowcount == 1
+            found = conn.execute(
+                SELECT + " WHERE inbox = ? AND path = ? AND size = ? AND mtime_ns = ?"
+                " AND inode = ?",
+                key,
+            ).fetchone()
+            return decode_row(found), created
+
+    def get(self, file_id: int) -> FileRow:
+        with self._lock:
+            try:
+                return self._get(self._conn, file_id)
+            except sqlite3.Error as exc:
+                raise translate_error(exc, self.path) from exc
+
+    def find_by_identity(
+        self, inbox: str, path: str, size: int, mtime_ns: int, sha256: str | None = None
+    ) -> FileRow | None:
+        """The newest row for this instance (and this content, when ``sha256`` is given)."""
+        sql = SELECT + " WHERE inbox = ? AND path = ? AND size = ? AND mtime_ns = ?"
+        params: list[Any] = [inbox, encode_path(path), size, mtime_ns]
+        if sha256 is not None:
+            sql += " AND sha256 = ?"
+            params.append(sha256)
+        rows = self._query(sql + " ORDER BY id DESC LIMIT 1", params)
+        return rows[0] if rows else None
+
+    def find_uploaded(
+        self, sha256: str, parent_schema: str, parent_id: str, target: str
+    ) -> FileRow | None:
+        """The first row whose content is already on this parent (uploaded or done)."""
+        rows = self._query(
+            SELECT + " WHERE sha256 = ? AND parent_schema = ? AND parent_id = ? AND target = ?"
+            " AND state IN ('uploaded', 'done') ORDER BY id LIMIT 1",
+            (sha256, parent_schema, parent_id, target),
+        )
+        return rows[0] if rows else None
+
+    def update_stat(
+        self, file_id: int, *, size: int, mtime_ns: int, inode: int, now: float
+    ) -> FileRow:
+        """The file grew or was rewritten while ``seen``: record its new size/mtime/inode."""
+        with self._write() as conn:
+            row = self._get(conn, file_id)
+            if row.state is not State.SEEN:
+                raise JournalError(
+                    f"file #{file_id} is {row.state}; only a seen file's stat can change here",
+                    path=str(self.path),
+                )
+            self._update(conn, file_id, now, size=size, mtime_ns=mtime_ns, inode=inode)
+            return self._get(conn, file_id)
+
+    def mark_ready(
+        self, file_id: int, *, now: float, sha256: str, mime: str | None = None
+    ) -> FileRow:
+        """seen -> ready: settled; its hash and detected type are known. Due at ``now``."""
+        with self._write() as conn:
+            return self._transition(
+                conn, file_id, State.READY, now, sha256=sha256, mime=mime, next_attempt_at=now
+            )
+
+    def set_target(
+        self,
+        file_id: int,
+        *,
+        now: float,
+        target: str,
+        parent_schema: str,
+        parent_id: str,
+        record_name: str,
+        matched_by: str | None = None,
+    ) -> str | None:
+        """Store where the file goes. Returns a record Id released by this change, else None.
+
+        A record Id claimed for another target is released (the row gets a fresh one at the next
+        claim) so a retry can never put the content on the wrong parent; the caller may delete
+        the released record in Creatio.
+        """
+        with self._write() as conn:
+            row = self._get(conn, file_id)
+            if row.state not in (State.READY, State.RETRY_WAIT, State.UNMATCHED):
+                raise JournalError(
+                    f"file #{file_id} is {row.state}; its target is fixed", path=str(self.path)
+                )
+            released = None
+            if row.record_id and (row.target, row.parent_schema, row.parent_id) != (
+                target,
+                parent_schema,
+                parent_id,
+            ):
+                released = row.record_id
+            self._update(
+                conn,
+                file_id,
+                now,
+                target=target,
+                parent_schema=parent_schema,
+                parent_id=parent_id,
+                record_name=record_name,
+                matched_by=matched_by,
+                record_id=None if released else row.record_id,
+            )
+            return released
+
+    # -- the upload ------------------------------------------------------------------------
+
+    def claim_upload(self, file_id: int, *, now: float, skip_duplicates: bool = True) -> Claim:
+        """Atomically: refuse a duplicate, or claim a record Id and go to ``uploading``.
+
+        With ``skip_duplicates`` a row whose content is already uploaded/done on the same parent
+        becomes ``duplicate`` (outcome "duplicate"); one whose twin is ``uploading`` right now is
+        left alone (outcome "busy": try again shortly). Otherwise a record Id is generated (or the
+        one from an earlier attempt kept), committed durably, and returned (outcome "claimed").
+        """
+        with self._write(durable=True) as conn:
+            row = self._get(conn, file_id)
+            if row.state not in (State.READY, State.RETRY_WAIT, State.UNMATCHED):
+                raise JournalError(
+                    f"file #{file_id} ({row.path}) cannot go from {row.state} to uploading",
+                    path=str(self.path),
+                )
+            if not (row.target and row.parent_schema and row.parent_id and row.sha256):
+                raise JournalError(
+                    f"file #{file_id} has no target or hash yet; call set_target/mark_ready first",
+                    path=str(self.path),
+                )
+            if skip_duplicates:
+                twin = conn.execute(
+                    SELECT + " WHERE sha256 = ? AND parent_schema = ? AND parent_id = ?"
+                    " AND target = ? AND id != ? AND state IN ('uploading', 'uploaded', 'done')"
+                    " ORDER BY state = 'uploading', id LIMIT 1",
+                    (row.sha256, row.parent_schema, row.parent_id, row.target, file_id),
+                ).fetchone()
+                if twin is not None:
+                    original = decode_row(twin)
+                    if original.state is State.UPLOADING:
+                        return Claim("busy", original=original)
+                    columns = dict(duplicate_of=original.id, next_attempt_at=None, done_at=now)
+                    self._transition(conn, file_id, State.DUPLICATE, now, **columns)
+                    return Claim("duplicate", original=original)
+            record_id = row.record_id or str(uuid.uuid4())
+            self._transition(
+                conn, file_id, State.UPLOADING, now, record_id=record_id, next_attempt_at=None
+            )
+            return Claim("claimed", record_id=record_id)
+
+    def claim_record_id(self, file_id: int, *, now: float) -> str:
+        """Claim a record Id (kept from an earlier attempt, else a new uuid4) and commit it
+        durably before returning: the create call may only follow this."""
+        claim = self.claim_upload(file_id, now=now, skip_duplicates=False)
+        assert claim.record_id is not None
+        return claim.record_id
+
+    def mark_uploaded(self, file_id: int, *, now: float) -> FileRow:
+        """uploading -> uploaded: the content in Creatio is verified."""
+        return self._move(file_id, State.UPLOADED, now, last_error=None)
+
+    def mark_done(
+        self, file_id: int, *, now: float, disposition: Disposition, final_path: str | None
+    ) -> FileRow:
+        """uploaded -> done: archived (final_path = archive copy), deleted (None) or kept."""
+        columns: dict[str, Any] = dict(disposition=disposition, done_at=now, final_path=final_path)
+        if final_path is not None:
+            columns["location"] = final_path
+        return self._move(file_id, State.DONE, now, **columns)
+
+    def plan_disposal(
+        self, file_id: int, *, now: float, disposition: Disposition, final_path: str | None
+    ) -> FileRow:
+        """Note, on an ``uploaded`` row, what is about to happen to the file (before moving it),
+        so a restart after a crash between the move and ``mark_done`` knows where it went."""
+        with self._write() as conn:
+            if self._get(conn, file_id).state is not State.UPLOADED:
+                raise JournalError(f"file #{file_id} is not uploaded", path=str(self.path))
+            self._update(conn, file_id, now, disposition=disposition, final_path=final_path)
+            return self._get(conn, file_id)
+
+    def mark_changed(
+        self, file_id: int, *, now: float, size: int, mtime_ns: int, inode: int
+    ) -> FileRow:
+        """The file changed under us: back to ``seen`` to settle again; the record Id is kept."""
+        stat = dict(size=size, mtime_ns=mtime_ns, inode=inode)
+        forget = dict.fromkeys(("sha256", "mime", "next_attempt_at"))
+        return self._move(file_id, State.SEEN, now, **stat, **forget)
+
+    # -- waiting and failing ---------------------------------------------------------------
+
+    def mark_retry(
+        self, file_id: int, *, now: float, next_attempt_at: float, error: ErrorNote
+    ) -> FileRow:
+        """-> retry_wait after a retryable error; counts an attempt."""
+        with self._write() as conn:
+            tries = self._get(conn, file_id).attempts + 1
+            note = error.to_json()
+            return self._transition(
+                conn,
+                file_id,
+                State.RETRY_WAIT,
+                now,
+                next_attempt_at=next_attempt_at,
+                last_error=note,
+                attempts=tries,
+            )
+
+    def mark_unmatched(
+        self,
+        file_id: int,
+        *,
+        now: float,
+        next_attempt_at: float,
+        give_up_at: float,
+        error: ErrorNote,
+    ) -> FileRow:
+        """-> unmatched: no parent yet; counts an attempt. ``give_up_at`` is kept from the
+        first time."""
+        with self._write() as conn:
+            row = self._get(conn, file_id)
+            columns = dict(next_attempt_at=next_attempt_at, last_error=error.to_json())
+            first = row.give_up_at if row.give_up_at is not None else give_up_at
+            return self._transition(
+                conn,
+                file_id,
+                State.UNMATCHED,
+                now,
+                **columns,
+                give_up_at=first,
+                attempts=row.attempts + 1,
+            )
+
+    def mark_failed(self, file_id: int, *, now: float, error: ErrorNote) -> FileRow:
+        """-> failed: permanent for this file until ``retry``."""
+        note = error.to_json()
+        return self._move(
+            file_id, State.FAILED, now, last_error=note, next_attempt_at=None, done_at=now
+        )
+
+    def mark_duplicate(self, file_id: int, *, now: float, original_id: int) -> FileRow:
+        """-> duplicate of ``original_id`` (use ``claim_upload`` to decide this atomically)."""
+        self.get(original_id)
+        columns = dict(duplicate_of=original_id, next_attempt_at=None, done_at=now)
+        return self._move(file_id, State.DUPLICATE, now, **columns)
+
+    def mark_gone(self, file_id: int, *, now: float) -> FileRow:
+        """-> gone: the file vanished before it was uploaded."""
+        return self._move(file_id, State.GONE, now, next_attempt_at=None, done_at=now)
+
+    def requeue(self, file_id: int, *, now: float) -> FileRow:
+        """retry_wait/unmatched/failed -> ready, due now (failed: attempts start again)."""
+        with self._write() as conn:
+            row = self._get(conn, file_id)
+            return self._requeue(conn, row, now)
+
+    def _requeue(self, conn: sqlite3.Connection, row: FileRow, now: float) -> FileRow:
+        columns: dict[str, Any] = {"next_attempt_at": now}
+        if row.state is State.FAILED:
+            columns.update(attempts=0, give_up_at=None, done_at=None)
+        return self._transition(conn, row.id, State.READY, now, **columns)
+
+    def set_location(self, file_id: int, *, now: float, location: str) -> FileRow:
+        """The file was moved (to the unmatched or failed folder); any state."""
+        with self._write() as conn:
+            row = self._get(conn, file_id)
+            final = location if row.state in (State.FAILED, State.DUPLICATE, State.DONE) else None
+            columns: dict[str, Any] = {"location": location}
+            if final is not None:
+                columns["final_path"] = final
+            self._update(conn, file_id, now, **columns)
+            return self._get(conn, file_id)
+
+    def prune(self, *, before: float) -> int:
+        """Forget rows that ended (done, duplicate, gone) before ``before``; returns how many.
+
+        Failed and waiting rows are kept. A forgotten done row no longer stops a second upload
+        of the same content: dedupe remembers what the journal holds.
+        """
+        final = "state IN ('done', 'duplicate', 'gone') AND done_at < :before"
+        with self._write() as conn:
+            cursor = conn.execute(
+                f"DELETE FROM files WHERE {final} AND id NOT IN (SELECT duplicate_of FROM files"  # noqa: S608
+                f" WHERE duplicate_of IS NOT NULL AND NOT ({final}))",
+                {"before": before},
+            )
+            return int(cursor.rowcount)
+
+    def retry_failed(
+        self, paths: Sequence[str] | None = None, *, now: float, all_failed: bool = False
+    ) -> RetryResult:
+        """Put failed files back in the queue (and unmatched ones named in ``paths``, at once).
+
+        A path matches a row's relative path, discovery path, current location or final path.
+        """
+        if all_failed == (paths is not None):
+            raise ValueError("give either paths or all_failed=True")
+        requeued: list[FileRow] = []
+        not_found: list[str] = []
+        with self._write() as conn:
+            if all_failed:
+                rows = [decode_row(r) for r in conn.execute(SELECT + " WHERE state = 'failed'")]
+                requeued = [self._requeue(conn, row, now) for row in rows]
+                return RetryResult(requeued, [])
+            for path in paths or ():
+                p = encode_path(path)
+                found = conn.execute(
+                    SELECT + " WHERE state IN ('failed', 'unmatched') AND (path = ?"
+                    " OR source_path = ? OR location = ? OR final_path = ?) ORDER BY id",
+                    (p, p, p, p),
+                ).fetchall()
+                if not found:
+                    not_found.append(path)
+                for r in found:
+                    requeued.append(self._requeue(conn, decode_row(r), now))
+        return RetryResult(requeued, not_found)
