@@ -10,11 +10,11 @@ from collections.abc import Callable
 
 import pytest
 import requests
-from tests.conftest import wait_for
 
 from creatio_attach.emulator import EmbeddedEmulator
 from creatio_attach.emulator.auth import Sessions
 from creatio_attach.emulator.faults import Faults
+from tests.conftest import wait_for
 
 LOGIN = "/ServiceModel/AuthService.svc/Login"
 LOGOUT = "/ServiceModel/AuthService.svc/Logout"

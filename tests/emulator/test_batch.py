@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 
 import requests
-from tests.emulator.helpers import Api, odata_error_message
 
 from creatio_attach.emulator import EmbeddedEmulator
+from tests.emulator.helpers import Api, odata_error_message
 
 
 def batch(api: Api, requests_: list[dict[str, object]], **headers: str) -> requests.Response:

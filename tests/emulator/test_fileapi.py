@@ -10,10 +10,10 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import requests
-from tests.conftest import CorpusFile, wait_for
-from tests.emulator.helpers import Api, logged, seed
 
 from creatio_attach.emulator import EmbeddedEmulator
+from tests.conftest import CorpusFile, wait_for
+from tests.emulator.helpers import Api, logged, seed
 
 ACTIVITY_FILE_UID = "080C9917-7EC9-42E5-86FF-75A683D4F124"
 CALL_FILE_UID = "5956808f-648a-428e-be89-f2dd71f98166"

@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from tests.conftest import CorpusFile, wait_for
-from tests.emulator.helpers import Api, logged, odata_error_message, seed
 
 from creatio_attach.emulator import EmbeddedEmulator
+from tests.conftest import CorpusFile, wait_for
+from tests.emulator.helpers import Api, logged, odata_error_message, seed
 
 
 def new_file(api: Api, emu: EmbeddedEmulator, name: str, **extra: object) -> str:

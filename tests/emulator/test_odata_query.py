@@ -6,9 +6,8 @@ from __future__ import annotations
 import uuid
 import xml.etree.ElementTree as ET
 
-from tests.emulator.helpers import Api, odata_error_message, seed
-
 from creatio_attach.emulator import EmbeddedEmulator
+from tests.emulator.helpers import Api, odata_error_message, seed
 
 EDMX = "{http://docs.oasis-open.org/odata/ns/edmx}"
 EDM = "{http://docs.oasis-open.org/odata/ns/edm}"

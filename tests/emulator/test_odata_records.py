@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from tests.emulator.helpers import ZERO_GUID, Api, odata_error_message, seed
-
 from creatio_attach.emulator import EmbeddedEmulator
+from tests.emulator.helpers import ZERO_GUID, Api, odata_error_message, seed
 
 
 def test_post_returns_201_with_entity_context_and_location(emulator: EmbeddedEmulator) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from tests.emulator.helpers import Api, seed, seeded_sha256, seeded_stream
 
 TOTAL = 300 * 1024 * 1024

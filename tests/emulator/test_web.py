@@ -9,9 +9,9 @@ import hashlib
 import re
 
 import requests
-from tests.conftest import CorpusFile
 
 from creatio_attach.emulator import EmbeddedEmulator
+from tests.conftest import CorpusFile
 
 
 def bearer(emu: EmbeddedEmulator) -> dict[str, str]:
