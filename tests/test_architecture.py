@@ -20,6 +20,7 @@ OWNED_LIBRARIES = {
     "sqlite3": ("journal.py", "journal/", "emulator/"),  # the emulator is an independent program
     "uvicorn": ("emulator/",),
     "starlette": ("emulator/",),
+    "prometheus_client": ("metrics.py",),
 }
 # Project modules that adapters must never import (the import direction points the other way).
 UPPER_LAYERS = ("creatio_attach.engine", "creatio_attach.service", "creatio_attach.cli")
@@ -30,6 +31,8 @@ ADAPTERS = (
     "journal/",
     "watcher.py",
     "events.py",
+    "notify.py",
+    "metrics.py",
     "routing.py",
     "config.py",
     "log.py",
