@@ -518,7 +518,7 @@ def test_quick_use_with_url_and_the_password_in_the_environment(cli: Cli, tmp_pa
 def test_a_bad_config_exits_78_and_lists_each_problem(cli: Cli) -> None:
     cli.config.write_text(
         '[creatio]\nurl = "nope"\nusername = "Supervisor"\npassword_file = "password"\n'
-        'concurrency = "lots"\n[[inbox]]\nname = "x"\n'
+        'concurrency = "lots"\n[[inboxes]]\nname = "x"\n'
     )
     done = cli("list", "Case", "3fa85f64-5717-4562-b3fc-2c963f66afa6")
     assert done.returncode == 78
@@ -526,7 +526,7 @@ def test_a_bad_config_exits_78_and_lists_each_problem(cli: Cli) -> None:
         f"creatio-attach: {cli.config}: the config has 3 problems",
         '  - creatio.url: must be a URL like "https://acme.creatio.com", got "nope"',
         '  - creatio.concurrency: must be a whole number, got "lots"',
-        "  - inbox: unknown key in the top level (known: creatio)",
+        '  - inboxes: unknown key in the top level (did you mean "inbox"?)',
         "hint: fix each key listed; config/example.toml documents every key",
     ]
 

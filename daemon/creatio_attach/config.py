@@ -1,14 +1,16 @@
 """TOML config -> validated, frozen settings; every problem reported at once; secrets resolved.
 
-Imports only ``errors`` from the project (adapters import the settings types from here); no
-network, no logging set-up. The whole file is validated before anything uses it: each problem
-is reported as ``key.path: what is wrong`` and all of them together in one ``ConfigError``
-(exit status 78), in the manner of borgmatic's ``validate.py``.
+Imports from the project only ``errors``, ``settings_*`` and ``inbox_config`` (adapters
+import the settings types from here); no network, no logging set-up. The whole file is
+validated before anything uses it: each problem is reported as ``key.path: what is wrong`` and
+all of them together in one ``ConfigError`` (exit status 78), in the manner of borgmatic's
+``validate.py``.
 
 The file's shape is ``ConfigFile`` (``extra="forbid"``: unknown tables and keys are problems).
-The daemon adds its tables (``[state]``, ``[defaults]``, ``[[inbox]]``, ``[metrics]``) as fields of
-``ConfigFile`` and of ``Config``; ``parse_size``/``parse_duration`` and the ``Size``/``Duration``
-types are shared with them.
+The daemon's tables (``[state]``, ``[daemon]``, ``[defaults]``, ``[[inbox]]``, ``[metrics]``) are
+modelled in ``settings_models`` and checked in ``inbox_config``; sizes, durations and the
+wording of problems live in ``settings_values`` (re-exported here: ``parse_size``,
+``parse_duration``, ``Size``, ``Duration``).
 
 Secrets (``password``, ``client_secret``) are resolved here, in this order:
 ``$CREDENTIALS_DIRECTORY/creatio-password`` (``creatio-client-secret``), the config's
@@ -18,128 +20,85 @@ Secrets (``password``, ``client_secret``) are resolved here, in this order:
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    SecretStr,
-    ValidationError,
-    field_validator,
-)
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
 
 from creatio_attach.errors import ConfigError
-
-KiB = 1024
-MiB = 1024 * KiB
+from creatio_attach.inbox_config import (
+    daemon_problems,
+    state_problems,
+    validate_defaults,
+    validate_inboxes,
+    validate_metrics,
+    validate_state,
+)
+from creatio_attach.settings_models import (
+    DaemonSettings,
+    InboxDefaults,
+    InboxSettings,
+    InboxTable,
+    MatchSettings,
+    MetricsSettings,
+    MetricsTable,
+    ParentSettings,
+    StateSettings,
+    StateTable,
+)
+from creatio_attach.settings_values import (
+    SECRET_KEY_RE,
+    Duration,
+    KiB,
+    MiB,
+    Size,
+    custom,
+    duration_before,
+    format_error,
+    in_file_order,
+    parse_duration,
+    parse_size,
+    shown,
+    size_before,
+)
 
 DEFAULT_CONFIG_PATH = Path("/etc/creatio-attach/config.toml")
 CONFIG_ENV = "CREATIO_ATTACH_CONFIG"
 
-# ---------------------------------------------------------------------------------------------
-# sizes and durations ("8MiB", "5m"), shared with the inbox settings of the daemon
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_CONFIG_PATH",
+    "Config",
+    "ConfigFile",
+    "CreatioSettings",
+    "CreatioTable",
+    "DaemonSettings",
+    "Duration",
+    "InboxDefaults",
+    "InboxSettings",
+    "KiB",
+    "MatchSettings",
+    "MetricsSettings",
+    "MiB",
+    "ParentSettings",
+    "Size",
+    "StateSettings",
+    "load_config",
+    "parse_duration",
+    "parse_size",
+    "resolve_config_path",
+]
 
-_SIZE_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": KiB,
-    "kb": 1000,
-    "kib": KiB,
-    "m": MiB,
-    "mb": 1000**2,
-    "mib": MiB,
-    "g": 1024**3,
-    "gb": 1000**3,
-    "gib": 1024**3,
-    "t": 1024**4,
-    "tb": 1000**4,
-    "tib": 1024**4,
-}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
-
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE)
-
-
-def _shown(value: object) -> str:
-    """A value as the user wrote it, quoted like TOML, shortened."""
-    text = f'"{value}"' if isinstance(value, str) else repr(value)
-    return text if len(text) <= 60 else text[:57] + '..."'
-
-
-def parse_size(value: object) -> int:
-    """Bytes from ``"8MiB"``, ``"4 MiB"``, ``"512KiB"``, ``"1.5GiB"``, ``"10MB"`` or a bare int.
-
-    Binary units (KiB, MiB, GiB, TiB; K, M, G, T) are powers of 1024, decimal ones (kB, MB, GB,
-    TB) powers of 1000; case does not matter. Raises ``ValueError`` with a message for people.
-    """
-    if isinstance(value, bool):
-        raise ValueError(f'must be a size like "4MiB", got {_shown(value)}')
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"must not be negative, got {value}")
-        return value
-    if isinstance(value, str):
-        m = _SIZE_RE.match(value)
-        if m and m.group(2).lower() in _SIZE_UNITS:
-            return round(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
-    raise ValueError(f'must be a size like "4MiB", got {_shown(value)}')
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from ``"60s"``, ``"5m"``, ``"24h"``, ``"2d"``, ``"500ms"``, ``"1h30m"`` or a number.
-
-    A bare number (or a string holding one) means seconds. Raises ``ValueError`` for people.
-    """
-    if isinstance(value, bool):
-        raise ValueError(f'must be a duration like "30s" or "5m", got {_shown(value)}')
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"must not be negative, got {value}")
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if re.fullmatch(r"\d+(?:\.\d+)?", text):
-            return float(text)
-        if text and re.fullmatch(r"(?:\s*\d+(?:\.\d+)?\s*(?:ms|s|m|h|d))+\s*", text, re.I):
-            return sum(
-                float(n) * _DURATION_UNITS[u.lower()] for n, u in _DURATION_PART_RE.findall(text)
-            )
-    raise ValueError(f'must be a duration like "30s" or "5m", got {_shown(value)}')
-
-
-def _size_before(value: object) -> int:
-    try:
-        return parse_size(value)
-    except ValueError as e:
-        raise PydanticCustomError("size", "{reason}", {"reason": str(e)}) from None
-
-
-def _duration_before(value: object) -> float:
-    try:
-        return parse_duration(value)
-    except ValueError as e:
-        raise PydanticCustomError("duration", "{reason}", {"reason": str(e)}) from None
-
-
-#: an int of bytes, written in the file as "8MiB" or a bare number
-Size = Annotated[int, BeforeValidator(_size_before)]
-#: float seconds, written in the file as "5m" or a bare number
-Duration = Annotated[float, BeforeValidator(_duration_before)]
-
-
-def _custom(kind: str, reason: str) -> PydanticCustomError:
-    return PydanticCustomError(kind, "{reason}", {"reason": reason})
+_shown = shown
+_custom = custom
+_duration_before = duration_before
+_size_before = size_before
 
 
 def _check_http_url(value: object, example: str) -> str:
@@ -228,22 +187,41 @@ class CreatioTable(CreatioSettings):
 
 
 class ConfigFile(BaseModel):
-    """The whole file. The daemon adds ``state``, ``defaults``, ``inbox`` and ``metrics`` here."""
+    """The whole file. ``defaults`` and ``inbox`` are checked key by key in ``inbox_config``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     creatio: CreatioTable
+    state: StateTable = StateTable()
+    daemon: DaemonSettings = DaemonSettings()
+    defaults: dict[str, Any] = {}
+    inbox: list[Any] = []
+    metrics: MetricsTable | None = None
 
 
 @dataclass(frozen=True)
 class Config:
-    """The validated configuration, secrets resolved."""
+    """The validated configuration, secrets resolved, inbox defaults merged."""
 
     creatio: CreatioSettings
     #: the file it was read from; None when built from ``--url`` and the environment only
     path: Path | None
     #: things that work but should be fixed (e.g. a secret in a file others can read)
     warnings: tuple[str, ...] = ()
+    #: ``[state]``: where the journal lives
+    state: StateSettings = field(default_factory=StateSettings)
+    #: ``[daemon]``: grace period, rescans, retries, health limit
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    #: ``[defaults]``: the effective defaults of the optional inbox keys
+    defaults: InboxDefaults = field(default_factory=InboxDefaults)
+    #: ``[[inbox]]``, in the order of the file, ``[defaults]`` already merged in
+    inboxes: tuple[InboxSettings, ...] = ()
+    #: ``[metrics]``; None when the table is absent (no metrics server)
+    metrics: MetricsSettings | None = None
+
+    def inbox(self, name: str) -> InboxSettings | None:
+        """The inbox with this name."""
+        return next((i for i in self.inboxes if i.name == name), None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,7 +245,7 @@ _SECRETS = {
         "CREATIO_ATTACH_CLIENT_SECRET",
     ),
 }
-_SECRET_KEY_RE = re.compile(r"password|secret|token|cookie|authorization", re.IGNORECASE)
+_SECRET_KEY_RE = SECRET_KEY_RE
 
 
 def load_config(
@@ -305,6 +283,18 @@ def load_config(
     except ValidationError as e:
         problems.extend(_format_error(err) for err in e.errors())
 
+    def resolve(value: str) -> Path:
+        return Path(os.path.abspath(_relative_to(source, value)))  # noqa: PTH100 - no symlinks resolved
+
+    defaults, found = validate_defaults(raw.get("defaults"))
+    problems += found
+    inboxes, found = validate_inboxes(raw.get("inbox"), defaults, resolve)
+    problems += found
+    metrics, found = validate_metrics(raw.get("metrics"))
+    problems += found
+    problems += state_problems(raw.get("state"))
+    problems += daemon_problems(raw.get("daemon"))
+
     table = raw.get("creatio")
     if "creatio" in raw and not isinstance(table, dict):
         table = None  # reported by pydantic
@@ -317,7 +307,7 @@ def load_config(
             problems.append(f"creatio.ca_bundle: no such file: {_relative_to(source, ca)}")
 
     if problems or model is None:
-        unique = _in_file_order(list(dict.fromkeys(problems)), raw)
+        unique = in_file_order(list(dict.fromkeys(problems)), raw)
         count = len(unique)
         raise ConfigError(
             f"the config has {count} problem{'s' if count != 1 else ''}",
@@ -331,22 +321,16 @@ def load_config(
     if model.creatio.ca_bundle is not None:
         values["ca_bundle"] = _relative_to(source, str(model.creatio.ca_bundle))
     settings = CreatioSettings.model_validate(values)
-    return Config(creatio=settings, path=source, warnings=tuple(warnings))
-
-
-def _in_file_order(problems: list[str], raw: Mapping[str, Any]) -> list[str]:
-    """Problems sorted by where their key is in the file; missing keys after, stable."""
-    order: dict[str, int] = {}
-
-    def walk(node: Mapping[str, Any], prefix: str) -> None:
-        for key, value in node.items():
-            path = f"{prefix}.{key}" if prefix else str(key)
-            order.setdefault(path, len(order))
-            if isinstance(value, Mapping):
-                walk(value, path)
-
-    walk(raw, "")
-    return sorted(problems, key=lambda p: order.get(p.split(":", 1)[0], len(order)))
+    return Config(
+        creatio=settings,
+        path=source,
+        warnings=tuple(warnings),
+        state=validate_state(model.state.model_dump(), env, resolve),
+        daemon=model.daemon,
+        defaults=defaults,
+        inboxes=tuple(inboxes),
+        metrics=metrics,
+    )
 
 
 def _read_toml(file: Path) -> dict[str, Any]:
@@ -395,61 +379,24 @@ def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
     node[last] = value
 
 
-def _key_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(top level)"
-
-
-_KNOWN_KEYS: dict[str, list[str]] = {
-    "": list(ConfigFile.model_fields),
-    "creatio": list(CreatioTable.model_fields),
+_KNOWN_KEYS: dict[str, type[BaseModel]] = {
+    "": ConfigFile,
+    "creatio": CreatioTable,
+    "state": StateTable,
+    "daemon": DaemonSettings,
+    "metrics": MetricsTable,
+    "inbox": InboxTable,
 }
+
+
+def _known(loc: tuple[int | str, ...]) -> list[str]:
+    model = _KNOWN_KEYS.get(".".join(str(p) for p in loc if not isinstance(p, int)))
+    return [f.alias or name for name, f in model.model_fields.items()] if model else []
 
 
 def _format_error(err: Mapping[str, Any]) -> str:
     """One pydantic error as ``key.path: what is wrong``; never echoes a secret."""
-    loc: tuple[int | str, ...] = tuple(err["loc"])
-    key = _key_path(loc)
-    kind = err["type"]
-    value = err.get("input")
-    secret = any(isinstance(p, str) and _SECRET_KEY_RE.search(p) for p in loc)
-    got = "" if secret else f", got {_shown(value)}"
-    if kind == "extra_forbidden":
-        parent = _key_path(loc[:-1]) if len(loc) > 1 else ""
-        known = _KNOWN_KEYS.get(parent, [])
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        where = f"[{parent}]" if parent else "the top level"
-        text = f"unknown key in {where}"
-        if close:
-            text += f' (did you mean "{close[0]}"?)'
-        elif known:
-            text += " (known: " + ", ".join(k for k in known) + ")"
-        return f"{key}: {text}"
-    if kind == "missing":
-        return f"{key}: required"
-    if kind == "literal_error":
-        expected = str(err.get("ctx", {}).get("expected", ""))
-        expected = re.sub(r"'([^']*)'", r'"\1"', expected).replace(" or ", ", ")
-        return f"{key}: must be one of {expected}{got}"
-    if kind in {"size", "duration", "url", "range", "blank"}:
-        return f"{key}: {err['msg']}"
-    if kind in {"model_type", "dict_type"}:
-        return f"{key}: must be a table{got}"
-    if kind.startswith("bool"):
-        return f"{key}: must be true or false{got}"
-    if kind.startswith("int"):
-        return f"{key}: must be a whole number{got}"
-    if kind.startswith("float"):
-        return f"{key}: must be a number{got}"
-    if kind.startswith("string") or kind == "path_type":
-        return f"{key}: must be a string{got}"
-    msg = str(err.get("msg", "is invalid"))
-    return f"{key}: {msg[0].lower() + msg[1:] if msg else msg}{got}"
+    return format_error(err, known=_known)
 
 
 def _relative_to(source: Path | None, value: str) -> Path:
