@@ -6,6 +6,7 @@ emulator over loopback.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ from creatio_attach.config import Config, MiB, load_config
 from creatio_attach.emulator import EmbeddedEmulator
 from creatio_attach.errors import ConfigError
 from creatio_attach.events import DEFAULT_IGNORE
+from creatio_attach.recordings import NAME_FIELDS, RecordingMatcher, Unmatched, parse_call_info
 from creatio_attach.settings_models import DEFAULT_DENY_TYPES, DEFAULT_STATE_DIR, parse_listen
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,6 +71,7 @@ def test_the_example_has_a_document_a_sysfile_and_a_recordings_inbox() -> None:
     (recordings,) = [i for i in config.inboxes if i.is_recordings]
     assert recordings.preset == "freepbx" and recordings.match is not None
     assert recordings.match.country_code == "1" and recordings.match.time_window == 120.0
+    assert recordings.match.call_wait == 180.0
     assert recordings.entity is None and recordings.parent is None
     assert config.metrics is not None and (config.metrics.host, config.metrics.port) == (
         "127.0.0.1",
@@ -302,6 +305,92 @@ def test_a_name_template_given_twice_or_with_unknown_fields_is_a_problem(tmp_pat
         "match.name); keep one"
     )
     assert found[1].startswith("inbox[0] (c).match.name: '{caller} {nope}': unknown field(s) nope")
+
+
+def test_a_recording_name_may_use_every_recording_field(tmp_path: Path) -> None:
+    everything = " ".join(f"{{{f}}}" for f in sorted(NAME_FIELDS))
+    assert {"caller_e164", "callee_e164", "matched_by"} <= NAME_FIELDS
+    config = load(
+        tmp_path,
+        f'[[inbox]]\nname = "a"\nfolder = "/a"\npreset = "freepbx"\n[inbox.match]\n'
+        f'name = "{everything}"\n\n'
+        f'[[inbox]]\nname = "b"\nfolder = "/b"\npreset = "3cx"\n'
+        f'name_template = "{{caller_e164}} {{matched_by}} {{callee_e164}}.{{ext}}"\n',
+    )
+    a, b = config.inboxes
+    assert a.name_template == everything
+    assert b.name_template == "{caller_e164} {matched_by} {callee_e164}.{ext}"
+
+
+def test_a_recording_name_may_not_use_a_document_field(tmp_path: Path) -> None:
+    # {stem} and {inbox} exist for document inboxes only; a recording's Name has its own fields
+    (found,) = problems(
+        tmp_path,
+        '[[inbox]]\nname = "a"\nfolder = "/a"\npreset = "freepbx"\n'
+        'name_template = "{stem} {caller_e164} {inbox}"\n',
+    )
+    assert found == (
+        "inbox[0] (a).name_template: '{stem} {caller_e164} {inbox}': unknown field(s) inbox, "
+        "stem; known: " + ", ".join(sorted(NAME_FIELDS))
+    )
+
+
+def test_call_wait_is_a_duration_of_3_minutes_by_default(tmp_path: Path) -> None:
+    body = '[[inbox]]\nname = "{n}"\nfolder = "/{n}"\npreset = "freepbx"\n[inbox.match]\n'
+    config = load(
+        tmp_path,
+        body.format(n="a")
+        + body.format(n="b")
+        + 'call_wait = "90s"\n'
+        + body.format(n="c")
+        + 'call_wait = "0s"\n',
+    )
+    waits = [i.match.call_wait if i.match else None for i in config.inboxes]
+    assert waits == [180.0, 90.0, 0.0]
+    found = problems(
+        tmp_path,
+        body.format(n="a") + 'call_wait = "soon"\n' + body.format(n="b") + "call_wait = -5\n",
+    )
+    assert found[0].startswith('inbox[0] (a).match.call_wait: must be a duration like "30s"')
+    assert found[1] == "inbox[1] (b).match.call_wait: must not be negative, got -5"
+
+
+class NoRecords:
+    """A Creatio that has no Call and no Contact (the matcher's RecordsClient)."""
+
+    def find_records(self, schema: str, where: Any, **options: Any) -> list[dict[str, Any]]:
+        return []
+
+    def create_record(self, schema: str, values: Any, **options: Any) -> dict[str, Any]:
+        raise AssertionError(f"nothing to create in {schema}")
+
+
+@pytest.mark.parametrize(("call_wait", "waits"), [("3m", True), ("0s", False)])
+def test_the_matcher_waits_call_wait_for_a_missing_call(
+    tmp_path: Path, call_wait: str, waits: bool
+) -> None:
+    config = load(
+        tmp_path,
+        '[[inbox]]\nname = "rec"\nfolder = "/rec"\npreset = "freepbx"\n[inbox.match]\n'
+        f'steps = ["call_by_number", "contact_by_number"]\ntimezone = "UTC"\n'
+        f'call_wait = "{call_wait}"\n',
+    )
+    (rec,) = config.inboxes
+    assert rec.match is not None and rec.pattern is not None
+    file_name = "in-200-5550102030-20241128-093000-1732786200.17.wav"
+    found = rec.pattern.search(file_name)
+    assert found is not None
+    info = parse_call_info(found.groupdict(), rec.match)
+    one_minute_later = dt.datetime(2024, 11, 28, 9, 31, tzinfo=dt.UTC)
+    matcher = RecordingMatcher(NoRecords(), rec.match, clock=lambda: one_minute_later)
+    result = matcher.match(info, file_name=file_name)
+    assert isinstance(result, Unmatched)
+    assert result.waiting_for_call is waits
+    if waits:
+        assert result.retry_after == 120.0
+        assert "waiting until 2024-11-28 09:33:00 UTC for the Call record" in result.reason
+    else:
+        assert result.tried[-1].startswith("contact_by_number:")
 
 
 # --- inbox rules ------------------------------------------------------------------------------

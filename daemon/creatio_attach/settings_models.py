@@ -134,6 +134,9 @@ class MatchSettings(_Table):
     country_code: str | None = None
     last_digits: int = 9
     contact_target: Literal["ContactFile", "activity"] = "ContactFile"
+    # after a Call step missed, the contact step waits this long after the call's start: the
+    # CTI may write the Call row after the recording (recordings.matcher); 0 takes it at once
+    call_wait: Duration = 180.0
 
     @field_validator("steps", mode="after")
     @classmethod
