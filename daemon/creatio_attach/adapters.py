@@ -1,0 +1,167 @@
+"""The real adapters behind the engine's Protocols (``ports``), and the engine's view of the
+config: ``DetectInspector`` (``detect``), ``ClientCreatio`` (the Creatio client),
+``RecordingsParentMatcher`` (``recordings``), ``policy_from_settings`` and ``watch_specs``.
+
+Imported by ``service`` (the composition root) and ``dryrun``; never by the engine, which
+knows only the Protocols. Must not import ``engine``, ``service`` or ``cli``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from creatio_attach import detect
+from creatio_attach.config import Config, InboxSettings
+from creatio_attach.errors import ParentNotFound
+from creatio_attach.ports import (
+    Detection,
+    FileFacts,
+    InboxPolicy,
+    MatchRequest,
+    ParentMatch,
+    ParentMatcher,
+    Uploaded,
+)
+
+if TYPE_CHECKING:
+    from creatio_attach.creatio import CreatioClient
+
+
+class DetectInspector:
+    """``ports.Inspector`` over ``detect``."""
+
+    def snapshot(self, path: Path) -> FileFacts:
+        return detect.snapshot(path)
+
+    def detect(self, path: Path) -> Detection:
+        return detect.detect(path)
+
+    def record_name(self, file_name: str, detected: Detection) -> str:
+        assert isinstance(detected, detect.Detected)
+        return detect.record_name(file_name, detected)
+
+    def mime_matches(self, mime: str, patterns: tuple[str, ...]) -> bool:
+        return detect.mime_matches(mime, patterns)
+
+
+class ClientCreatio:
+    """``ports.Creatio`` over ``CreatioClient``."""
+
+    def __init__(self, client: CreatioClient) -> None:
+        self.client = client
+
+    def find_parent(self, schema: str, where: Mapping[str, str | int]) -> str:
+        return self.client.find_parent(schema, where)
+
+    def upload(
+        self,
+        path: Path,
+        *,
+        file_object: str,
+        parent_schema: str,
+        parent_id: str,
+        name: str,
+        mime: str | None,
+        record_id: str,
+    ) -> Uploaded:
+        from creatio_attach.creatio import Target
+
+        target = Target.for_file_object(file_object, parent_id, parent_schema=parent_schema)
+        result = self.client.upload(path, target, name=name, mime=mime, record_id=record_id)
+        return Uploaded(result.record_id, result.bytes, result.sha256)
+
+    def record_size(self, file_object: str, record_id: str) -> int | None:
+        row = self.client.record_exists(file_object, record_id)
+        if row is None:
+            return None
+        size = row.get("Size")
+        return int(size) if size is not None else None
+
+    def delete_record(self, file_object: str, record_id: str) -> None:
+        self.client.delete_record(file_object, record_id)
+
+
+def policy_from_settings(inbox: InboxSettings) -> InboxPolicy:
+    """The engine's view of one ``[[inbox]]``."""
+    return InboxPolicy(
+        name=inbox.name,
+        folder=inbox.folder,
+        rule=inbox.rule(),
+        preset=inbox.preset if inbox.is_recordings else None,
+        pattern=inbox.pattern,
+        name_template=inbox.name_template,
+        after=inbox.after,
+        recursive=inbox.recursive,
+        archive_dir=inbox.archive_dir,
+        failed_dir=inbox.failed_dir,
+        unmatched_dir=inbox.unmatched_dir,
+        ignore=inbox.ignore,
+        types=inbox.types,
+        deny_types=inbox.deny_types,
+        max_size=inbox.max_size,
+        min_size=inbox.min_size,
+        settle=inbox.settle,
+        watch=inbox.watch,
+        poll_interval=inbox.poll_interval,
+        duplicates=inbox.duplicates,
+        unmatched_every=inbox.unmatched_retry_every,
+        unmatched_for=inbox.unmatched_retry_for,
+    )
+
+
+def watch_specs(config: Config) -> list[Any]:
+    """The watcher's specs; another inbox nested inside an inbox is excluded from it."""
+    specs = []
+    for inbox in config.inboxes:
+        nested = [
+            other.folder
+            for other in config.inboxes
+            if other is not inbox and inbox.folder in other.folder.parents
+        ]
+        specs.append(inbox.watch_spec(config.daemon.rescan_every, nested))
+    return specs
+
+
+def build_matchers(config: Config, client: CreatioClient) -> dict[str, ParentMatcher]:
+    """``ParentMatcher``s of the call-recording inboxes (issue 5's ``recordings``)."""
+    out: dict[str, ParentMatcher] = {}
+    recordings = [i for i in config.inboxes if i.is_recordings]
+    if not recordings:
+        return out
+    for inbox in recordings:
+        out[inbox.name] = RecordingsParentMatcher(inbox, client)
+    return out
+
+
+class RecordingsParentMatcher:
+    """``ports.ParentMatcher`` over ``recordings.RecordingMatcher`` (issue 5): the file name's
+    groups and ``submit --set`` metadata -> CallInfo -> the matching chain."""
+
+    def __init__(self, inbox: InboxSettings, client: CreatioClient) -> None:
+        from creatio_attach.recordings import RecordingMatcher
+
+        assert inbox.match is not None
+        self.settings = inbox.match
+        self.template = inbox.name_template
+        self.matcher = RecordingMatcher(client, inbox.match)
+
+    def match(self, request: MatchRequest) -> ParentMatch:
+        import datetime as dt
+
+        from creatio_attach.recordings import Unmatched, default_record_name, parse_call_info
+
+        info = parse_call_info(request.fields, self.settings, metadata=request.metadata)
+        seen = dt.datetime.fromtimestamp(request.found_at, dt.UTC)
+        found = self.matcher.match(info, file_name=request.path, seen_at=seen)
+        if isinstance(found, Unmatched):
+            raise ParentNotFound(found.reason)
+        ext = request.fields.get("ext") or None
+        if self.template:
+            name = default_record_name(info, ext=ext, template=self.template)
+        else:
+            name = default_record_name(info, ext=ext)
+        return ParentMatch(
+            found.file_object, found.parent_schema, found.parent_id, found.matched_by, name
+        )

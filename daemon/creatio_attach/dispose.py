@@ -1,0 +1,221 @@
+"""The inbox's folders: moving files to archive/failed/unmatched, notes beside them, sidecars.
+
+The local file-system adapter the engine reaches through its ``Folders`` Protocol. Nothing is
+ever overwritten: a taken name gets `` (1)``, `` (2)``... before its extension, and the move
+itself refuses to replace (``link`` + ``unlink`` on one file system, an ``O_EXCL`` copy across
+file systems), so two threads or a person cannot race a file away. Names too long for the file
+system (255 bytes per component) are shortened before the suffix, never cut inside a character.
+
+Imports only ``errors`` and ``routing`` (for the sidecar size limit) from the project; reads
+errno here, never in the engine. No sqlite3, requests, magic or watchdog.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import secrets
+import shutil
+import stat
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from creatio_attach.errors import FileGone, FileProblem, FileRefused, FileUnreadable
+from creatio_attach.routing import SIDECAR_MAX_BYTES
+
+NAME_MAX = 255  # bytes per path component on ext4, xfs, btrfs...
+_NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS})
+_DOUBLE = (".tar.gz", ".tar.bz2", ".tar.xz", ".tar.zst")
+
+
+def _translate(exc: OSError, path: Path, doing: str) -> FileProblem:
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return FileGone(f"vanished while {doing}", path=str(path))
+    return FileUnreadable(f"cannot {doing}: {exc.strerror or exc}", path=str(path))
+
+
+def _split(name: str) -> tuple[str, str]:
+    low = name.lower()
+    for double in _DOUBLE:
+        if low.endswith(double) and len(name) > len(double):
+            return name[: -len(double)], name[-len(double) :]
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem:
+        return name, ""
+    return stem, "." + ext
+
+
+def _fit(stem: str, tail: str) -> str:
+    """``stem + tail`` shortened (at a character boundary) to at most NAME_MAX bytes."""
+    budget = NAME_MAX - len(os.fsencode(tail))
+    raw = os.fsencode(stem)
+    if len(raw) <= budget:
+        return stem + tail
+    cut = raw[: max(1, budget)]
+    while cut:
+        try:
+            cut.decode("utf-8")
+            break
+        except UnicodeDecodeError:
+            cut = cut[:-1]
+    return os.fsdecode(cut) + tail
+
+
+def candidate_names(name: str) -> Iterator[str]:
+    """``name`` (shortened if needed), then ``name (1)``, ``name (2)``... (first 10,000)."""
+    stem, ext = _split(name)
+    yield _fit(stem, ext)
+    for n in range(1, 10_000):
+        yield _fit(stem, f" ({n}){ext}")
+
+
+class LocalFolders:
+    """The ``Folders`` the service gives the engine: real moves on the local file system."""
+
+    def read_sidecar(self, path: Path) -> str | None:
+        """The text of a sidecar file, None when there is none (a symlink or FIFO is none)."""
+        try:
+            st = path.lstat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:  # "<255-byte name>.json" cannot exist
+                return None
+            raise _translate(exc, path, "read the sidecar") from exc
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        try:
+            with open(path, "rb") as fh:  # noqa: PTH123 - a bounded read of raw bytes
+                data = fh.read(SIDECAR_MAX_BYTES + 1)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _translate(exc, path, "read the sidecar") from exc
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FileRefused(
+                f"malformed sidecar: not UTF-8 text (byte {exc.start})",
+                reason="bad_sidecar",
+                path=str(path),
+            ) from exc
+
+    def exists(self, path: Path) -> bool:
+        return os.path.lexists(path)
+
+    def move(self, src: Path, dest: Path) -> Path:
+        """Move ``src`` to ``dest`` or, when that name is taken, ``dest (1)``...; returns the
+        path it got. Parents are created. FileGone when ``src`` vanished."""
+        folder = dest.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _translate(exc, folder, "create the folder") from exc
+        for name in candidate_names(dest.name):
+            target = folder / name
+            try:
+                os.link(src, target, follow_symlinks=False)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                if exc.errno == errno.EXDEV:
+                    if self._copy_exclusive(src, target):
+                        break
+                    continue
+                if exc.errno in _NO_LINKS:
+                    if os.path.lexists(target):
+                        continue
+                    try:
+                        src.rename(target)
+                    except OSError as again:
+                        raise _translate(again, src, "move the file") from again
+                    _sync_dir(folder)
+                    return target
+                raise _translate(exc, src, "move the file") from exc
+            break
+        else:
+            raise FileUnreadable("no free name in the destination folder", path=str(dest))
+        try:
+            src.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                target.unlink()
+            raise _translate(exc, src, "remove the file after copying it") from exc
+        _sync_dir(folder)
+        return target
+
+    @staticmethod
+    def _copy_exclusive(src: Path, target: Path) -> bool:
+        """Copy across file systems without replacing anything; False when the name is taken."""
+        try:
+            out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise _translate(exc, target, "create the copy") from exc
+        try:
+            with open(src, "rb") as fin, os.fdopen(out, "wb") as fout:  # noqa: PTH123
+                shutil.copyfileobj(fin, fout, 1 << 20)
+                fout.flush()
+                os.fsync(fout.fileno())
+            shutil.copystat(src, target)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                target.unlink()
+            raise _translate(exc, src, "copy the file") from exc
+        return True
+
+    def delete(self, path: Path) -> None:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise _translate(exc, path, "delete the file") from exc
+
+    def write_json(self, path: Path, doc: Mapping[str, Any]) -> Path:
+        """Write a note (``<name>.error.json``...) atomically; it belongs to one file, so an
+        older note of that same file is replaced."""
+        text = json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True, default=str) + "\n"
+        name = _fit(*_split_note(path.name))
+        final = path.with_name(name)
+        temp = final.with_name(f".{secrets.token_hex(8)}.note.tmp")  # a dotfile: never input
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            with open(temp, "w", encoding="utf-8") as fh:  # noqa: PTH123
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            temp.replace(final)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise _translate(exc, final, "write the note") from exc
+        return final
+
+
+def _split_note(name: str) -> tuple[str, str]:
+    """``<file>.error.json`` keeps its ``.error.json`` tail when the file name is shortened."""
+    for tail in (".error.json", ".duplicate.json", ".json"):
+        if name.endswith(tail) and len(name) > len(tail):
+            return name[: -len(tail)], tail
+    return name, ""
+
+
+def _sync_dir(folder: Path) -> None:
+    """fsync a folder so a rename in it survives a power cut (best effort)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,281 @@
+"""How a file's way ends: archived, deleted or kept after its upload, a duplicate, waiting
+for a retry or its parent, failed with a note, or gone.
+
+The base of ``pipeline.Pipeline``: the constructor, the shared helpers (logging a file event,
+finding its inbox policy) and every outcome, each written to the journal before or right after
+the file is moved. Policy only, like the pipeline: folders, Creatio and the clock come in
+through ``ports``; imports no I/O library (no requests, magic, sqlite3, watchdog, socket,
+subprocess).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from creatio_attach.errors import (
+    CreatioAttachError,
+    CreatioAuthFailed,
+    CreatioUnavailable,
+    FileGone,
+    FileProblem,
+    ParentNotFound,
+)
+from creatio_attach.journal.backoff import next_retry_delay
+from creatio_attach.journal.rows import ErrorNote, FileRow
+from creatio_attach.journal.states import State
+from creatio_attach.routing import SIDECAR_SUFFIX
+
+from .ports import (
+    Clock,
+    Creatio,
+    EngineObserver,
+    Folders,
+    InboxPolicy,
+    Inspector,
+    ParentMatcher,
+)
+
+if TYPE_CHECKING:
+    from creatio_attach.journal import Journal
+
+log = structlog.get_logger(component="engine")
+
+#: the states a file waits in for a worker
+WAITING = (State.READY, State.RETRY_WAIT, State.UNMATCHED)
+
+
+class Outcomes:
+    """What happens to a file at the end of its way; shared by every worker thread."""
+
+    def __init__(
+        self,
+        *,
+        journal: Journal,
+        inspector: Inspector,
+        folders: Folders,
+        creatio: Creatio,
+        clock: Clock,
+        policies: Callable[[], Mapping[str, InboxPolicy]],
+        matchers: Callable[[], Mapping[str, ParentMatcher]],
+        observer: EngineObserver,
+        resettle: Callable[[str, str, int | None], None],
+        retry_base: float = 2.0,
+        retry_cap: float = 600.0,
+    ) -> None:
+        self.journal = journal
+        self.inspector = inspector
+        self.folders = folders
+        self.creatio = creatio
+        self.clock = clock
+        self._policies = policies
+        self._matchers = matchers
+        self.observer = observer
+        self._resettle = resettle  # (inbox, absolute path, row id or None): settle again
+        self.retry_base = retry_base
+        self.retry_cap = retry_cap
+        #: found parents, reused for a while (``Pipeline._find_parent``)
+        self._parents: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[str, float]] = {}
+        self._parents_lock = threading.Lock()
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _event(self, event: str, row: FileRow, level: str = "info", **extra: Any) -> None:
+        fields: dict[str, Any] = {
+            "inbox": row.inbox,
+            "file": row.path,
+            "state": row.state.value,
+            "entity": row.target,
+            "record_id": row.record_id,
+            "bytes": row.size,
+            "mime": row.mime,
+            "attempt": row.attempts,
+        }
+        fields.update(extra)
+        getattr(log, level)(event, **fields)
+
+    def _policy(self, row: FileRow) -> InboxPolicy | None:
+        return self._policies().get(row.inbox)
+
+    # -- after the upload --------------------------------------------------------------------
+
+    def dispose(self, row: FileRow, after: str, policy: InboxPolicy | None) -> None:
+        """uploaded -> done: archive, delete or keep the file (and its sidecar)."""
+        now = self.clock.now()
+        path = Path(row.location)
+        sidecar = Path(row.location + SIDECAR_SUFFIX)
+        old_note = Path(row.location + ".error.json")
+        try:
+            if after == "archive" and policy is not None:
+                dest = policy.folder_for(policy.archive_dir, now) / row.path
+                final = self.folders.move(path, dest)
+                if self.folders.exists(sidecar):
+                    self.folders.move(sidecar, Path(str(final) + SIDECAR_SUFFIX))
+                row = self.journal.mark_done(
+                    row.id, now=self.clock.now(), disposition="archived", final_path=str(final)
+                )
+            elif after == "delete":
+                self.journal.plan_disposal(row.id, now=now, disposition="deleted", final_path=None)
+                self.folders.delete(path)
+                self.folders.delete(sidecar)
+                row = self.journal.mark_done(
+                    row.id, now=self.clock.now(), disposition="deleted", final_path=None
+                )
+            else:
+                row = self.journal.mark_done(
+                    row.id, now=self.clock.now(), disposition="kept", final_path=None
+                )
+            if self.folders.exists(old_note):
+                self.folders.delete(old_note)  # a retried file from the failed folder
+        except FileGone:
+            row = self.journal.mark_done(
+                row.id, now=self.clock.now(), disposition="deleted", final_path=None
+            )
+        except FileProblem as exc:
+            self._event("file.dispose_failed", row, level="error", error=str(exc))
+            return
+        self._event("file.done", row, disposition=row.disposition, final_path=row.final_path)
+        self.observer.progress()
+
+    def _duplicate(self, row: FileRow, policy: InboxPolicy, original: FileRow | None) -> None:
+        """A duplicate (same content, same parent): archived with a note, deleted or kept."""
+        note = {
+            "duplicate_of": original.path if original else None,
+            "original_record_id": original.record_id if original else None,
+            "original_archived_as": original.final_path if original else None,
+            "sha256": row.sha256,
+            "parent": {"schema": row.parent_schema, "id": row.parent_id},
+            "entity": row.target,
+            "note": "the same content is already attached to this record; not uploaded again",
+        }
+        try:
+            if policy.after == "archive":
+                dest = policy.folder_for(policy.archive_dir, self.clock.now()) / row.path
+                final = self.folders.move(Path(row.location), dest)
+                self.folders.write_json(Path(str(final) + ".duplicate.json"), note)
+                row = self.journal.set_location(row.id, now=self.clock.now(), location=str(final))
+            elif policy.after == "delete":
+                self.folders.delete(Path(row.location))
+        except FileProblem as exc:
+            self._event("file.dispose_failed", row, level="warning", error=str(exc))
+        self._event("file.duplicate", row, duplicate_of=original.path if original else None)
+
+    # -- waiting, failing --------------------------------------------------------------------
+
+    def _retry(self, row: FileRow, exc: CreatioAttachError) -> None:
+        retry_after = exc.retry_after if isinstance(exc, CreatioUnavailable) else None
+        delay = next_retry_delay(
+            row.attempts + 1, base=self.retry_base, cap=self.retry_cap, retry_after=retry_after
+        )
+        if isinstance(exc, CreatioUnavailable | CreatioAuthFailed):
+            self.observer.creatio_contact(False)
+        now = self.clock.now()
+        row = self.journal.mark_retry(
+            row.id, now=now, next_attempt_at=now + delay, error=ErrorNote.from_exception(exc)
+        )
+        level = "error" if isinstance(exc, CreatioAuthFailed) else "warning"
+        self._event("file.retry_wait", row, level=level, error=exc.message, wait_s=round(delay, 3))
+        self.observer.file_retry(row.inbox, reason=exc.reason)
+
+    def internal_error(self, row_id: int, exc: BaseException) -> None:
+        """A bug met this file: it waits out a backoff (so it cannot spin), the log has the
+        traceback, and the reason ``internal`` shows in ``status``."""
+        try:
+            row = self.journal.get(row_id)
+            if row.state not in (*WAITING, State.UPLOADING):
+                return
+            delay = next_retry_delay(row.attempts + 1, base=self.retry_base, cap=self.retry_cap)
+            now = self.clock.now()
+            row = self.journal.mark_retry(
+                row.id, now=now, next_attempt_at=now + delay, error=ErrorNote.from_exception(exc)
+            )
+            self._event("file.retry_wait", row, level="error", error=str(exc), reason="internal")
+        except CreatioAttachError:
+            log.exception("journal.error", row=row_id)
+
+    def _unmatched(self, row: FileRow, policy: InboxPolicy, exc: ParentNotFound) -> None:
+        self.observer.creatio_contact(True)
+        now = self.clock.now()
+        give_up = row.give_up_at if row.give_up_at is not None else now + policy.unmatched_for
+        note = ErrorNote.from_exception(exc)
+        if now >= give_up:
+            waited = ErrorNote(
+                note.reason,
+                f"{note.message}; still no parent after {policy.unmatched_for:g} s",
+                note.status,
+                note.creatio_message,
+                note.details,
+            )
+            self.fail(row, waited)
+            return
+        row = self.journal.mark_unmatched(
+            row.id,
+            now=now,
+            next_attempt_at=min(now + policy.unmatched_every, give_up),
+            give_up_at=give_up,
+            error=note,
+        )
+        folder = policy.folder_for(policy.unmatched_dir, now)
+        if not inside_folder(row.location, folder):
+            try:
+                final = self.folders.move(Path(row.location), folder / row.path)
+                self._move_sidecar(row.location, final)
+                row = self.journal.set_location(row.id, now=self.clock.now(), location=str(final))
+            except FileProblem as exc2:
+                self._event("file.move_failed", row, level="warning", error=str(exc2))
+        self._event("file.unmatched", row, error=note.message, location=row.location)
+        self.observer.file_retry(row.inbox, reason=note.reason)
+
+    def fail(self, row: FileRow, note: ErrorNote) -> None:
+        """-> failed: the file goes to the failed folder with ``<name>.error.json`` beside it."""
+        policy = self._policy(row)
+        row = self.journal.mark_failed(row.id, now=self.clock.now(), error=note)
+        if row.record_id and row.target:
+            self._discard(row.target, row.record_id)
+        if policy is not None:
+            folder = policy.folder_for(policy.failed_dir, self.clock.now())
+            try:
+                final = Path(row.location)
+                if not inside_folder(row.location, folder) and self.folders.exists(final):
+                    final = self.folders.move(final, folder / row.path)
+                    self._move_sidecar(row.location, final)
+                    row = self.journal.set_location(
+                        row.id, now=self.clock.now(), location=str(final)
+                    )
+                if self.folders.exists(final):
+                    self.folders.write_json(Path(str(final) + ".error.json"), row.error_report())
+            except FileProblem as exc:
+                self._event("file.move_failed", row, level="warning", error=str(exc))
+        self._event("file.failed", row, level="warning", reason=note.reason, error=note.message)
+        self.observer.file_failed(row.inbox, reason=note.reason)
+
+    def _move_sidecar(self, old_location: str, final: Path) -> None:
+        sidecar = Path(old_location + SIDECAR_SUFFIX)
+        if self.folders.exists(sidecar):
+            self.folders.move(sidecar, Path(str(final) + SIDECAR_SUFFIX))
+
+    def _gone(self, row: FileRow) -> None:
+        if row.state in (State.SEEN, *WAITING):
+            row = self.journal.mark_gone(row.id, now=self.clock.now())
+        self._event("file.gone", row)
+
+    def _discard(self, file_object: str, record_id: str) -> None:
+        """Best effort: delete a record we claimed but will not use (the next claim for this
+        file takes a new Id). A record left behind is empty, never a duplicate attachment."""
+        try:
+            self.creatio.delete_record(file_object, record_id)
+        except CreatioAttachError as exc:
+            log.info(
+                "record.discard_failed", entity=file_object, record_id=record_id, error=str(exc)
+            )
+
+
+def inside_folder(location: str, folder: Path) -> bool:
+    loc = os.path.normpath(location)
+    base = os.path.normpath(folder)
+    return loc == base or loc.startswith(base.rstrip(os.sep) + os.sep)

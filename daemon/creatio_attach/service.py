@@ -1,0 +1,327 @@
+"""The composition root of ``creatio-attach run``: config -> journal, client, engine, watcher.
+
+Builds every part, wires the real adapters into the engine's Protocols, installs the signal
+handlers (SIGTERM/SIGINT: stop taking files, let uploads in flight finish within
+``daemon.grace``, exit 0; SIGHUP: reload the config without dropping work), and feeds
+sd_notify (``notify``) and the metrics server (``metrics``) when they are configured. The
+adapters live in ``adapters`` (and ``dispose``), the dry run in ``dryrun``; both are re-exported
+here.
+
+The only module that knows every other one; nothing imports it but ``cli``/``daemon_cli``.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from creatio_attach.adapters import (
+    ClientCreatio,
+    DetectInspector,
+    RecordingsParentMatcher,
+    build_matchers,
+    policy_from_settings,
+    watch_specs,
+)
+from creatio_attach.config import Config, load_config
+from creatio_attach.dispose import LocalFolders
+from creatio_attach.dryrun import Planned, dry_run
+from creatio_attach.engine import Engine
+from creatio_attach.errors import ConfigError, CreatioAuthFailed, CreatioUnavailable
+from creatio_attach.ports import EngineObserver, SystemClock
+
+if TYPE_CHECKING:
+    from creatio_attach.creatio import CreatioClient
+    from creatio_attach.journal import Journal
+    from creatio_attach.watcher import InboxWatcher
+
+log = structlog.get_logger(component="service")
+
+TICK = 0.5  # seconds between looks at signals and the status line
+COUNTS_EVERY = 5.0  # seconds between journal counts for the metrics
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics and sd_notify
+
+
+class _MetricsObserver(EngineObserver):
+    def __init__(self, metrics: Any) -> None:
+        self.metrics = metrics
+
+    def file_done(self, inbox: str, *, bytes: int, seconds: float) -> None:
+        self.metrics.uploaded(inbox, bytes, seconds)
+
+    def file_failed(self, inbox: str, *, reason: str) -> None:
+        self.metrics.failed(inbox, reason)
+
+    def file_retry(self, inbox: str, *, reason: str) -> None:
+        self.metrics.retried(inbox)
+
+    def creatio_contact(self, ok: bool) -> None:
+        self.metrics.creatio_contact(ok)
+
+
+# ---------------------------------------------------------------------------------------------
+# the service
+
+
+class Service:
+    """One running daemon: ``run()`` returns the exit status."""
+
+    def __init__(
+        self,
+        config_path: Path | None,
+        *,
+        load: Callable[[Path | None], Config] = load_config,
+        install_signals: bool = True,
+    ) -> None:
+        self.config_path = config_path
+        self._load = load
+        self._install_signals = install_signals
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self.config: Config | None = None
+        self.engine: Engine | None = None
+        self.watcher: InboxWatcher | None = None
+        self.journal: Journal | None = None
+        self.client: CreatioClient | None = None
+        self._metrics: Any = None
+        self._metrics_server: Any = None
+        self._notifier: Any = None
+        self._heartbeat: Any = None
+        self._next_counts = 0.0
+
+    # -- signals -----------------------------------------------------------------------------
+
+    def request_stop(self, *_: object) -> None:
+        self._stop.set()
+
+    def request_reload(self, *_: object) -> None:
+        self._reload.set()
+
+    def _signals(self) -> None:
+        def stop(signum: int, _frame: FrameType | None) -> None:
+            log.info("signal.received", signal=signal.Signals(signum).name)
+            self._stop.set()
+
+        def hup(_signum: int, _frame: FrameType | None) -> None:
+            self._reload.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, hup)
+
+    # -- running -----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        if self._install_signals:
+            self._signals()
+        from creatio_attach.creatio import CreatioClient
+        from creatio_attach.journal import Journal
+
+        config = self._load(self.config_path)
+        self.config = config
+        for warning in config.warnings:
+            log.warning("config.warning", warning=warning)
+        if not config.inboxes:
+            raise ConfigError(
+                "the config has no [[inbox]]", path=str(config.path), hint="add an [[inbox]] table"
+            )
+        self._start_notify()
+        self.journal = Journal.open(config.state.dir)
+        self.client = CreatioClient(config.creatio)
+        try:
+            self._start_metrics(config)
+            self._login()
+            self.engine = Engine(
+                inboxes=[policy_from_settings(i) for i in config.inboxes],
+                journal=self.journal,
+                inspector=DetectInspector(),
+                folders=LocalFolders(),
+                creatio=ClientCreatio(self.client),
+                clock=SystemClock(),
+                concurrency=config.creatio.concurrency,
+                retry_base=config.daemon.retry_base,
+                retry_cap=config.daemon.retry_cap,
+                matchers=build_matchers(config, self.client),
+                observers=[_MetricsObserver(self._metrics)] if self._metrics else [],
+            )
+            self.engine.start()
+            self._start_watcher(config)
+            self._notify("ready", "watching " + ", ".join(i.name for i in config.inboxes))
+            self._start_heartbeat()
+            log.info("daemon.ready", inboxes=[i.name for i in config.inboxes])
+            self._loop()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _login(self) -> None:
+        assert self.client is not None
+        try:
+            self.client.login()
+            log.info("creatio.login_ok", url=self.client.settings.url)
+        except CreatioAuthFailed:
+            raise
+        except CreatioUnavailable as exc:
+            # not fatal: the service becomes ready and files wait in the journal
+            log.warning("creatio.unreachable_at_start", error=exc.message, note="files wait")
+            if self._metrics is not None:
+                self._metrics.creatio_contact(False)
+            return
+        if self._metrics is not None:
+            self._metrics.creatio_contact(True)
+
+    def _start_watcher(self, config: Config) -> None:
+        from creatio_attach.watcher import InboxWatcher
+
+        assert self.engine is not None
+        watcher = InboxWatcher(watch_specs(config), self.engine.sink)
+        watcher.start()
+        self.watcher = watcher
+
+    def _loop(self) -> None:
+        while not self._stop.wait(TICK):
+            if self._reload.is_set():
+                self._reload.clear()
+                self._do_reload()
+            self._status()
+
+    def _do_reload(self) -> None:
+        assert self.engine is not None and self.config is not None
+        self._notify("reloading")
+        try:
+            config = self._load(self.config_path)
+        except ConfigError as exc:
+            log.error("reload.refused", error=str(exc), note="the old config stays in force")
+            self._notify("ready", "reload refused: the config has problems")
+            return
+        if config.state.dir != self.config.state.dir or config.creatio != self.config.creatio:
+            log.warning(
+                "reload.partial",
+                note="[state] and [creatio] changes need a restart; inboxes were reloaded",
+            )
+        assert self.client is not None
+        self.engine.reload(
+            [policy_from_settings(i) for i in config.inboxes], build_matchers(config, self.client)
+        )
+        old = self.watcher
+        if old is not None:
+            old.stop()
+        self.config = config
+        try:
+            self._start_watcher(config)
+        except ConfigError as exc:
+            log.error("reload.watch_failed", error=str(exc))
+        log.info("daemon.reloaded", inboxes=[i.name for i in config.inboxes])
+        self._notify("ready", "reloaded")
+
+    def _shutdown(self) -> None:
+        self._notify("stopping")
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        if self.watcher is not None:
+            self.watcher.stop()
+        clean = True
+        if self.engine is not None:
+            grace = self.config.daemon.grace if self.config else 30.0
+            clean = self.engine.stop(grace)
+        if self.client is not None:
+            self.client.close()
+        if self._metrics_server is not None:
+            self._metrics_server.stop()
+        if self.journal is not None:
+            self.journal.close()
+        log.info("daemon.stopped", clean=clean)
+
+    # -- sd_notify and metrics ---------------------------------------------------------------
+
+    def _start_notify(self) -> None:
+        try:
+            from creatio_attach.notify import Notifier
+        except ImportError:
+            return
+        self._notifier = Notifier()
+
+    def _notify(self, what: str, status: str | None = None) -> None:
+        n = self._notifier
+        if n is None:
+            return
+        if what == "ready":
+            n.ready(status)
+        elif what == "reloading":
+            n.reloading()
+        elif what == "stopping":
+            n.stopping()
+        elif what == "status" and status:
+            n.status(status)
+
+    def _start_heartbeat(self) -> None:
+        if self._notifier is None:
+            return
+        from creatio_attach.notify import start_heartbeat
+
+        self._heartbeat = start_heartbeat(self._notifier, self.alive)
+
+    def alive(self) -> bool:
+        """The watcher and every engine thread are alive and the engine made progress lately."""
+        if self.engine is None or self.watcher is None:
+            return False
+        st = self.engine.status()
+        recent = time.monotonic() - st.last_progress < 60.0
+        return self.watcher.is_alive() and st.workers_alive and st.intake_alive and recent
+
+    def _start_metrics(self, config: Config) -> None:
+        if config.metrics is None:
+            return
+        from creatio_attach.metrics import Metrics, MetricsServer
+
+        self._metrics = Metrics()
+        self._metrics.add_inboxes(i.name for i in config.inboxes)
+        limit = config.daemon.unreachable_limit
+
+        def health() -> tuple[bool, str]:
+            alive = self.watcher is not None and self.watcher.is_alive()
+            ok, text = self._metrics.health(alive, limit)
+            return bool(ok), str(text)
+
+        self._metrics_server = MetricsServer(
+            config.metrics.host, config.metrics.port, metrics=self._metrics, health=health
+        ).start()
+        log.info("metrics.listening", url=self._metrics_server.url)
+
+    def _status(self) -> None:
+        if self.engine is None:
+            return
+        st = self.engine.status()
+        if st.creatio_down_since is not None:
+            text = f"Creatio unreachable for {time.time() - st.creatio_down_since:.0f} s, retrying"
+        elif st.working or st.queued:
+            text = f"uploading {st.working} of {st.working + st.queued}"
+        else:
+            text = "idle"
+        self._notify("status", text)
+        now = time.monotonic()
+        if self._metrics is not None and self.journal is not None and now >= self._next_counts:
+            self._next_counts = now + COUNTS_EVERY  # a GROUP BY over the journal: not too often
+            self._metrics.set_queue(self.journal.counts())
+
+
+__all__ = [
+    "ClientCreatio",
+    "DetectInspector",
+    "Planned",
+    "RecordingsParentMatcher",
+    "Service",
+    "dry_run",
+    "policy_from_settings",
+    "watch_specs",
+]

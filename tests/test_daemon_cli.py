@@ -1,0 +1,204 @@
+"""``run --dry-run``, ``status``, ``retry``, ``submit`` and SIGHUP, as a user runs them:
+subprocesses of ``python -m creatio_attach``, a real config, the emulator over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+
+from creatio_attach.emulator import EmbeddedEmulator
+from creatio_attach.journal import Journal, State
+from tests.conftest import CorpusFile, wait_for
+from tests.daemon_helpers import (
+    Site,
+    run_cli,
+    running_service,
+    start_daemon,
+    stop_daemon,
+    wait_ready,
+)
+
+
+@pytest.fixture
+def site(tmp_path: Path, emulator: EmbeddedEmulator) -> Site:
+    return Site(tmp_path, emulator)
+
+
+@pytest.fixture
+def pdf(corpus_by_name: dict[str, CorpusFile]) -> CorpusFile:
+    return corpus_by_name["filetype-fixture.pdf"]
+
+
+def test_dry_run_shows_what_would_happen_and_uploads_nothing(
+    site: Site, pdf: CorpusFile, corpus_by_name: dict[str, CorpusFile]
+) -> None:
+    case_id = site.case("SR20")
+    inbox = site.inbox()
+    shutil.copyfile(pdf.path, inbox / "SR20_scan")
+    shutil.copyfile(corpus_by_name["filetype-fixture.docx"].path, inbox / "SR21_letter.docx")
+    shutil.copyfile(pdf.path, inbox / "unrouted.pdf")
+    config = site.write_config()
+    done = run_cli("run", "--config", str(config), "--dry-run")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "cases: SR20_scan" in out
+    assert "application/pdf" in out
+    assert "CaseFile" in out
+    assert f"found {case_id}" in out
+    assert "SR20_scan.pdf" in out  # the record Name the content calls for
+    assert "Number = 'SR21': not found" in out
+    assert "failed: no_match" in out
+    as_json = run_cli("run", "--config", str(config), "--dry-run", "--json")
+    plans = {p["file"]: p for p in json.loads(as_json.stdout)}
+    assert plans["SR21_letter.docx"]["outcome"] == "unmatched"
+    assert plans["SR20_scan"]["outcome"] == "upload"
+    assert site.files() == []
+    assert sorted(p.name for p in inbox.iterdir()) == [
+        "SR20_scan",
+        "SR21_letter.docx",
+        "unrouted.pdf",
+    ]
+
+
+def test_status_while_running_then_retry_a_failed_file(site: Site, pdf: CorpusFile) -> None:
+    site.case("SR22")
+    inbox = site.inbox(unmatched_retry={"every": "0.2s", "for": "0.3s"})
+    config = site.write_config()
+    with running_service(config):
+        shutil.copyfile(pdf.path, inbox / "SR22_ok.pdf")
+        (inbox / "SR23_later.pdf").write_bytes(pdf.path.read_bytes() + b"\n% other\n")
+        wait_for(lambda: site.state_count("done") == 1, timeout=15, what="one done")
+        wait_for(lambda: site.state_count("failed") == 1, timeout=15, what="one failed")
+        status = run_cli("status", "--config", str(config), "--json")
+        assert status.returncode == 0, status.stderr
+        doc = json.loads(status.stdout)
+        assert doc["counts"]["cases"] == {"done": 1, "failed": 1}
+        (failure,) = doc["failures"]
+        assert failure["file"] == "SR23_later.pdf"
+        assert failure["reason"] == "parent_not_found"
+        assert doc["recent"][0]["file"] == "SR22_ok.pdf"
+        text = run_cli("status", "--config", str(config)).stdout
+        assert "SR23_later.pdf: parent_not_found" in text
+        assert "SR22_ok.pdf -> CaseFile" in text
+
+        failed_copy = inbox / ".failed" / "SR23_later.pdf"
+        assert failed_copy.exists()
+        site.case("SR23")
+        retry = run_cli("retry", "--config", str(config), str(failed_copy))
+        assert retry.returncode == 0, retry.stderr
+        assert "requeued cases: SR23_later.pdf" in retry.stdout
+        wait_for(lambda: site.state_count("done") == 2, timeout=15, what="the retried file")
+    assert not failed_copy.exists()
+    assert not (inbox / ".failed" / "SR23_later.pdf.error.json").exists()
+    assert len(site.files()) == 2
+    unknown = run_cli("retry", "--config", str(config), "no-such.pdf")
+    assert unknown.returncode == 1
+    assert "no failed or unmatched file no-such.pdf" in unknown.stderr
+
+
+def test_retry_all_failed_while_the_daemon_is_stopped(site: Site, pdf: CorpusFile) -> None:
+    inbox = site.inbox(pattern=r"^(?P<number>SR\d+)_")
+    config = site.write_config()
+    with running_service(config):
+        (inbox / "SR30 a.pdf").write_bytes(pdf.path.read_bytes())
+        (inbox / "SR30 b.pdf").write_bytes(pdf.path.read_bytes() + b"\n% b\n")
+        wait_for(lambda: site.state_count("failed") == 2, timeout=15, what="two no_match")
+    site.case("SR30")
+    site.inboxes["cases"]["pattern"] = r"^(?P<number>SR\d+)[ _]"  # the fix
+    config = site.write_config()
+    retry = run_cli("retry", "--config", str(config), "--all-failed")
+    assert retry.returncode == 0, retry.stderr
+    assert retry.stdout.count("requeued") == 2
+    assert site.state_count("ready") == 2
+    with running_service(config):
+        wait_for(lambda: site.state_count("done") == 2, timeout=15, what="both uploaded")
+    assert sorted(str(f["name"]) for f in site.files()) == ["SR30 a.pdf", "SR30 b.pdf"]
+
+
+def test_submit_marks_a_file_complete_at_once_with_its_metadata(
+    site: Site, pdf: CorpusFile
+) -> None:
+    site.case("SR40")
+    # polling sees no close-after-write: only the submit can complete it during this test
+    inbox = site.inbox(settle="1h", watch="poll", poll_interval="0.1s")
+    config = site.write_config()
+    with running_service(config):
+        target = inbox / "SR40_call.pdf"
+        shutil.copyfile(pdf.path, target)
+        done = run_cli(
+            "submit",
+            "--config",
+            str(config),
+            str(target),
+            "--set",
+            "uniqueid=1732790400.1234",
+            "--set",
+            "caller=$(reboot) `id`",
+        )
+        assert done.returncode == 0, done.stderr
+        wait_for(lambda: site.state_count("done") == 1, timeout=15, what="the submitted file")
+    with Journal.open_readonly(site.state) as journal:
+        (row,) = journal.by_state(State.DONE)
+    assert row.metadata == {"uniqueid": "1732790400.1234", "caller": "$(reboot) `id`"}
+    bad = run_cli("submit", "--config", str(config), str(target), "--set", "novalue")
+    assert bad.returncode == 2
+    assert "expected key=value" in bad.stderr
+
+
+def test_sighup_reloads_the_config_without_dropping_work(site: Site, pdf: CorpusFile) -> None:
+    site.case("SR50")
+    first = site.inbox()
+    config = site.write_config()
+    log = site.root / "daemon.log"
+    proc = start_daemon(config, log)
+    try:
+        wait_ready(proc, log)
+        site.faults("latency=300ms")
+        shutil.copyfile(pdf.path, first / "SR50_before.pdf")
+        wait_for(lambda: site.state_count("uploading") == 1, timeout=15, what="in flight")
+        second = site.inbox("more", pattern=r"^(?P<number>SR\d+)-")
+        site.write_config()
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: b"daemon.reloaded" in log.read_bytes(), timeout=15, what="reloaded")
+        site.faults(None)
+        (second / "SR50-after.pdf").write_bytes(pdf.path.read_bytes() + b"\n% after\n")
+        wait_for(lambda: site.state_count("done") == 2, timeout=20, what="both done")
+        assert stop_daemon(proc) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert sorted(str(f["name"]) for f in site.files()) == ["SR50-after.pdf", "SR50_before.pdf"]
+
+
+def test_a_bad_config_exits_78_with_every_problem(site: Site) -> None:
+    site.inbox(after="shred", settle="soon")
+    config = site.write_config()
+    done = run_cli("run", "--config", str(config))
+    assert done.returncode == 78
+    assert "after" in done.stderr
+    assert "settle" in done.stderr
+
+
+def test_submit_for_an_unmatched_file_merges_its_metadata_and_tries_again(
+    site: Site, pdf: CorpusFile
+) -> None:
+    inbox = site.inbox(unmatched_retry={"every": "1h", "for": "24h"})
+    config = site.write_config()
+    with running_service(config):
+        original = inbox / "SR60_call.pdf"
+        shutil.copyfile(pdf.path, original)
+        wait_for(lambda: site.state_count("unmatched") == 1, timeout=15, what="unmatched")
+        site.case("SR60")
+        done = run_cli("submit", "--config", str(config), str(original), "--set", "agent=42")
+        assert done.returncode == 0, done.stderr
+        # tried again at once (its next scheduled try is an hour away)
+        wait_for(lambda: site.state_count("done") == 1, timeout=15, what="uploaded")
+    with Journal.open_readonly(site.state) as journal:
+        (row,) = journal.by_state(State.DONE)
+        assert journal.pending_submissions() == []
+    assert row.metadata == {"agent": "42"}

@@ -1,0 +1,170 @@
+"""Exactly once through crashes, restarts and outages: kill -9 of a daemon subprocess in the
+middle of uploads, a graceful restart in the middle of a batch, Creatio down then back, and
+1,000 files dropped at once. The emulator must hold each file's content exactly once.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import signal
+from pathlib import Path
+
+import pytest
+
+from creatio_attach.emulator import EmbeddedEmulator
+from tests.conftest import wait_for
+from tests.daemon_helpers import Site, running_service, start_daemon, stop_daemon, wait_ready
+
+
+@pytest.fixture
+def site(tmp_path: Path, emulator: EmbeddedEmulator) -> Site:
+    return Site(tmp_path, emulator)
+
+
+def drop(inbox: Path, number: str, count: int, size: int = 2000, prefix: str = "f") -> set[str]:
+    """``count`` text files of distinct content; returns their SHA-256s."""
+    hashes = set()
+    for i in range(count):
+        body = (f"{prefix} {i} for {number}\n" * (size // 20 + 1)).encode()[:size]
+        (inbox / f"{number}_{prefix}{i:04d}.txt").write_bytes(body)
+        hashes.add(hashlib.sha256(body).hexdigest())
+    return hashes
+
+
+def stored_hashes(site: Site) -> collections.Counter[str]:
+    return collections.Counter(str(f["sha256"]) for f in site.files())
+
+
+def assert_exactly_once(site: Site, expected: set[str]) -> None:
+    held = stored_hashes(site)
+    assert set(held) == expected, "every file is in Creatio and nothing else (no empty records)"
+    assert max(held.values()) == 1, [h for h, n in held.items() if n > 1]
+
+
+def test_kill_9_during_uploads_then_restart_loses_and_duplicates_nothing(site: Site) -> None:
+    site.case("SR900")
+    inbox = site.inbox()
+    site.concurrency = 4
+    config = site.write_config()
+    site.faults("latency=150ms")  # every data request is slow: kill -9 lands mid-upload
+    expected = drop(inbox, "SR900", 24)
+    log = site.root / "daemon.log"
+    proc = start_daemon(config, log)
+    try:
+        wait_ready(proc, log)
+        wait_for(lambda: site.state_count("done") >= 3, timeout=30, what="a few uploads")
+        wait_for(lambda: site.state_count("uploading") >= 1, timeout=10, what="uploads in flight")
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(10) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    interrupted = site.state_count("uploading")
+    assert site.state_count("done") < 24
+    site.faults(None)
+    proc = start_daemon(config, log)
+    try:
+        wait_ready(proc, log)
+        wait_for(lambda: site.state_count("done") == 24, timeout=40, what="all 24 done")
+        assert stop_daemon(proc) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert_exactly_once(site, expected)
+    assert interrupted >= 1
+    assert b"file.recovering" in log.read_bytes()
+
+
+def test_graceful_restart_in_the_middle_of_a_batch(site: Site) -> None:
+    site.case("SR901")
+    inbox = site.inbox()
+    config = site.write_config()
+    site.faults("latency=40ms")
+    expected = drop(inbox, "SR901", 40)
+    with running_service(config):
+        wait_for(lambda: site.state_count("done") >= 5, timeout=30, what="part of the batch")
+    assert site.state_count("done") < 40
+    site.faults(None)
+    with running_service(config):
+        wait_for(lambda: site.state_count("done") == 40, timeout=30, what="the rest")
+    assert_exactly_once(site, expected)
+
+
+def test_creatio_down_then_back_drains_the_backlog(site: Site) -> None:
+    site.case("SR902")
+    inbox = site.inbox()
+    config = site.write_config()
+    with running_service(config):
+        site.faults("503@p=1:retry-after=0")
+        expected = drop(inbox, "SR902", 12)
+        wait_for(
+            lambda: site.state_count("retry_wait") >= 1,
+            timeout=30,
+            what="files waiting for Creatio",
+        )
+        assert site.files() == []
+        site.faults(None)
+        wait_for(lambda: site.state_count("done") == 12, timeout=40, what="the backlog drained")
+    assert_exactly_once(site, expected)
+
+
+def test_creatio_stopped_and_started_again_on_the_same_port(
+    site: Site, emulator_factory: object, tmp_path: Path
+) -> None:
+    site.case("SR903")
+    inbox = site.inbox()
+    config = site.write_config()
+    first = site.emulator
+    port = int(first.url.rsplit(":", 1)[1])
+    data_dir = tmp_path / "emulator-0"
+    with running_service(config):
+        first.stop()
+        expected = drop(inbox, "SR903", 5)
+        wait_for(lambda: site.state_count("retry_wait") >= 1, timeout=40, what="waiting files")
+        second = emulator_factory(port=port, data_dir=data_dir)  # type: ignore[operator]
+        site.emulator = second
+        wait_for(lambda: site.state_count("done") == 5, timeout=60, what="uploaded after restart")
+    assert_exactly_once(site, expected)
+
+
+def test_a_thousand_files_dropped_at_once(site: Site) -> None:
+    site.case("SR904")
+    inbox = site.inbox()
+    site.concurrency = 4
+    config = site.write_config()
+    log = site.root / "daemon.log"
+    proc = start_daemon(config, log, level="info")
+    try:
+        wait_ready(proc, log)
+        expected = drop(inbox, "SR904", 1000, size=64)
+        wait_for(
+            lambda: site.state_count("done") == 1000, timeout=120, interval=0.5, what="1,000 done"
+        )
+        assert stop_daemon(proc) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert_exactly_once(site, expected)
+    assert not [p for p in inbox.iterdir() if p.is_file()]
+
+
+def test_sigterm_lets_the_upload_in_flight_finish_and_exits_0(site: Site) -> None:
+    site.case("SR905")
+    inbox = site.inbox()
+    site.concurrency = 1
+    config = site.write_config()
+    site.faults("latency=600ms")
+    expected = drop(inbox, "SR905", 1)
+    log = site.root / "daemon.log"
+    proc = start_daemon(config, log)
+    try:
+        wait_ready(proc, log)
+        wait_for(lambda: site.state_count("uploading") == 1, timeout=30, what="an upload")
+        assert stop_daemon(proc, signal.SIGTERM, timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert site.state_count("done") == 1  # finished within the grace period, not cut short
+    assert_exactly_once(site, expected)
+    assert b"cut_short=0" in log.read_bytes() or b'"cut_short": 0' in log.read_bytes()

@@ -1,0 +1,273 @@
+"""The engine's parts on their own: the settle tracker (pure), the folders adapter (real files),
+and the pipeline with a stand-in Creatio that answers what a test needs (a real class
+implementing the ``ports.Creatio`` Protocol, not a mock), a real journal and real files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from creatio_attach.dispose import NAME_MAX, LocalFolders, candidate_names
+from creatio_attach.engine import Engine
+from creatio_attach.errors import CreatioRejected, CreatioUnavailable, ParentNotFound
+from creatio_attach.events import FileEvent
+from creatio_attach.journal import Journal, State
+from creatio_attach.ports import InboxPolicy, Uploaded
+from creatio_attach.routing import Rule
+from creatio_attach.service import DetectInspector
+from creatio_attach.settle import SettleTracker, Stat
+from tests.conftest import CorpusFile, wait_for
+
+# ---------------------------------------------------------------------------------------------
+# settling
+
+
+def test_a_closed_file_is_complete_at_once() -> None:
+    t = SettleTracker()
+    t.note(("in", "/a"), "closed", Stat(10, 1, 1), now=100.0, epoch=5.0, settle=2.0)
+    assert t.due(100.0) == [("in", "/a")]
+    settled = t.check(("in", "/a"), Stat(10, 1, 1), now=100.0)
+    assert settled is not None and settled.stat.size == 10
+    assert len(t) == 0
+
+
+def test_a_growing_file_waits_until_quiet_for_the_settle_period() -> None:
+    t = SettleTracker()
+    key = ("in", "/a")
+    t.note(key, "changed", Stat(10, 1_000_000_000, 1), now=100.0, epoch=1.5, settle=2.0)
+    assert t.due(101.9) == []
+    assert t.due(102.0) == [key]
+    assert t.check(key, Stat(20, 2_000_000_000, 1), now=102.0) is None  # it grew: wait again
+    assert t.due(103.9) == []
+    assert t.due(104.0) == [key]
+    assert t.check(key, Stat(20, 2_000_000_000, 1), now=104.0) is not None
+
+
+def test_a_write_after_the_close_demotes_it_and_a_delete_forgets_it() -> None:
+    t = SettleTracker()
+    key = ("in", "/a")
+    t.note(key, "closed", Stat(10, 1, 1), now=100.0, epoch=0.0, settle=2.0)
+    t.note(key, "changed", Stat(15, 2, 1), now=100.1, epoch=0.0, settle=2.0)
+    assert t.due(100.2) == []
+    t.note(key, "deleted", None, now=100.3, epoch=0.0, settle=2.0)
+    assert t.due(1000.0) == [] and len(t) == 0
+
+
+def test_a_file_found_long_after_its_last_write_needs_no_wait() -> None:
+    t = SettleTracker()
+    t.note(("in", "/old"), "found", Stat(10, 0, 1), now=100.0, epoch=3600.0, settle=2.0)
+    assert t.due(100.0) == [("in", "/old")]
+
+
+# ---------------------------------------------------------------------------------------------
+# folders
+
+
+def test_candidate_names_add_a_counter_before_the_extension() -> None:
+    names = candidate_names("report.pdf")
+    assert [next(names) for _ in range(3)] == ["report.pdf", "report (1).pdf", "report (2).pdf"]
+    assert list(candidate_names("x.tar.gz"))[1] == "x (1).tar.gz"
+    assert list(candidate_names(".profile"))[1] == ".profile (1)"
+
+
+def test_candidate_names_stay_within_255_bytes_without_splitting_a_character() -> None:
+    name = "é" * 125 + "x.pdf"  # 255 bytes
+    first, second = list(candidate_names(name))[:2]
+    assert first == name
+    assert len(second.encode()) <= NAME_MAX
+    assert second.endswith(" (1).pdf")
+    second.encode().decode("utf-8")
+
+
+def test_move_never_overwrites(tmp_path: Path) -> None:
+    folders = LocalFolders()
+    dest = tmp_path / "archive" / "a.pdf"
+    for n in range(3):
+        src = tmp_path / f"src{n}.pdf"
+        src.write_text(f"content {n}")
+        folders.move(src, dest)
+        assert not src.exists()
+    got = {p.name: p.read_text() for p in dest.parent.iterdir()}
+    assert got == {"a.pdf": "content 0", "a (1).pdf": "content 1", "a (2).pdf": "content 2"}
+
+
+def test_move_across_file_systems_copies_without_overwriting(tmp_path: Path) -> None:
+    shm = Path("/dev/shm")
+    if (
+        not (shm.is_dir() and os.access(shm, os.W_OK))
+        or shm.stat().st_dev == tmp_path.stat().st_dev
+    ):
+        pytest.fail("this test needs /dev/shm on another file system than tmp_path")
+    src = shm / f"creatio-attach-test-{os.getpid()}.pdf"
+    src.write_bytes(b"%PDF cross device")
+    (tmp_path / "a.pdf").write_bytes(b"already here")
+    final = LocalFolders().move(src, tmp_path / "a.pdf")
+    assert final.name == "a (1).pdf"
+    assert final.read_bytes() == b"%PDF cross device"
+    assert (tmp_path / "a.pdf").read_bytes() == b"already here"
+    assert not src.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# the pipeline with a stand-in Creatio
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1_800_000_000.0
+
+    def now(self) -> float:
+        return self.t
+
+    def monotonic(self) -> float:
+        return self.t
+
+
+class ScriptedCreatio:
+    """Answers find_parent with one Id and upload with the exception it is given."""
+
+    def __init__(self, upload_error: Exception | None = None) -> None:
+        self.upload_error = upload_error
+        self.uploads: list[str] = []
+
+    def find_parent(self, schema: str, where: Mapping[str, str | int]) -> str:
+        if where.get("Number") == "SR404":
+            raise ParentNotFound(f"no {schema} with Number SR404")
+        return "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
+
+    def upload(self, path: Path, **kw: str | None) -> Uploaded:
+        if self.upload_error is not None:
+            raise self.upload_error
+        import hashlib
+
+        data = path.read_bytes()
+        self.uploads.append(str(kw["record_id"]))
+        return Uploaded(str(kw["record_id"]), len(data), hashlib.sha256(data).hexdigest())
+
+    def record_size(self, file_object: str, record_id: str) -> int | None:
+        return None
+
+    def delete_record(self, file_object: str, record_id: str) -> None:
+        return None
+
+
+def _engine(tmp_path: Path, creatio: ScriptedCreatio, clock: FakeClock) -> tuple[Engine, Path]:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rule = Rule(
+        inbox="in",
+        pattern=re.compile(r"^(?P<number>SR\d+)_"),
+        entity="CaseFile",
+        parent_schema="Case",
+        parent_where={"Number": "{number}"},
+    )
+    policy = InboxPolicy(name="in", folder=folder, rule=rule, settle=0.0)
+    engine = Engine(
+        inboxes=[policy],
+        journal=Journal.open(tmp_path / "state"),
+        inspector=DetectInspector(),
+        folders=LocalFolders(),
+        creatio=creatio,  # type: ignore[arg-type]
+        clock=clock,
+        concurrency=1,
+        retry_base=2.0,
+        retry_cap=60.0,
+    )
+    return engine, folder
+
+
+def _drop(engine: Engine, folder: Path, name: str, pdf: CorpusFile, clock: FakeClock) -> None:
+    shutil.copyfile(pdf.path, folder / name)
+    engine.sink(FileEvent("in", folder / name, "closed", clock.now()))
+
+
+def test_a_rejection_fails_the_file_with_status_and_creatios_message(
+    tmp_path: Path, corpus_by_name: dict[str, CorpusFile]
+) -> None:
+    clock = FakeClock()
+    rejected = CreatioRejected("create refused", status=400, creatio_message="Name is read-only")
+    engine, folder = _engine(tmp_path, ScriptedCreatio(rejected), clock)
+    engine.start()
+    try:
+        _drop(engine, folder, "SR1_x.pdf", corpus_by_name["filetype-fixture.pdf"], clock)
+        note = folder / ".failed" / "SR1_x.pdf.error.json"
+        wait_for(note.exists, timeout=10, what="the error note")
+    finally:
+        engine.stop(5)
+    doc = json.loads(note.read_text())
+    assert (doc["reason"], doc["status"], doc["creatio_message"]) == (
+        "creatio_rejected",
+        400,
+        "Name is read-only",
+    )
+    assert doc["record_id"]  # the Id claimed before the create call
+    assert doc["failed_at"] and doc["first_seen"]
+
+
+def test_retry_after_is_honoured_and_the_next_attempt_time_is_in_the_journal(
+    tmp_path: Path, corpus_by_name: dict[str, CorpusFile]
+) -> None:
+    clock = FakeClock()
+    busy = CreatioUnavailable("busy", status=503, retry_after=120.0)
+    creatio = ScriptedCreatio(busy)
+    engine, folder = _engine(tmp_path, creatio, clock)
+    engine.start()
+    try:
+        _drop(engine, folder, "SR2_x.pdf", corpus_by_name["filetype-fixture.pdf"], clock)
+        wait_for(lambda: engine.journal.by_state(State.RETRY_WAIT), timeout=10, what="retry_wait")
+        (row,) = engine.journal.by_state(State.RETRY_WAIT)
+        assert row.next_attempt_at is not None and row.next_attempt_at >= clock.t + 120.0
+        assert row.attempts == 1 and row.last_error is not None
+        assert row.last_error.status == 503
+        assert (folder / "SR2_x.pdf").exists()  # nothing moves while it waits
+        creatio.upload_error = None
+        clock.t += 121.0  # its time comes: the intake hands it to a worker again
+        wait_for(lambda: engine.journal.by_state(State.DONE), timeout=10, what="done")
+    finally:
+        engine.stop(5)
+    assert len(creatio.uploads) == 1
+    assert engine.status().creatio_down_since is None
+
+
+def test_an_unmatched_file_waits_in_the_unmatched_folder_on_its_schedule(
+    tmp_path: Path, corpus_by_name: dict[str, CorpusFile]
+) -> None:
+    clock = FakeClock()
+    engine, folder = _engine(tmp_path, ScriptedCreatio(), clock)
+    engine.start()
+    try:
+        _drop(engine, folder, "SR404_x.pdf", corpus_by_name["filetype-fixture.pdf"], clock)
+        wait_for(lambda: engine.journal.by_state(State.UNMATCHED), timeout=10, what="unmatched")
+    finally:
+        engine.stop(5)
+    (row,) = engine.journal.by_state(State.UNMATCHED)
+    assert row.location == str(folder / ".unmatched" / "SR404_x.pdf")
+    assert row.next_attempt_at == clock.t + 300.0
+    assert row.give_up_at == clock.t + 86400.0
+
+
+def test_a_bug_in_one_file_makes_it_wait_instead_of_spinning(
+    tmp_path: Path, corpus_by_name: dict[str, CorpusFile]
+) -> None:
+    clock = FakeClock()
+    creatio = ScriptedCreatio(RuntimeError("a bug in an adapter"))
+    engine, folder = _engine(tmp_path, creatio, clock)
+    engine.start()
+    try:
+        _drop(engine, folder, "SR3_x.pdf", corpus_by_name["filetype-fixture.pdf"], clock)
+        wait_for(lambda: engine.journal.by_state(State.RETRY_WAIT), timeout=10, what="waiting")
+        engine.sink(FileEvent("in", folder / "SR3_x.pdf", "found", clock.now()))  # a rescan
+        wait_for(engine.is_idle, timeout=10, what="idle")
+    finally:
+        engine.stop(5)
+    (row,) = engine.journal.by_state(State.RETRY_WAIT)
+    assert row.attempts == 1  # the clock stands still: no second try before the backoff ends
+    assert row.last_error is not None and row.last_error.reason == "internal"
+    assert "a bug in an adapter" in row.last_error.message
