@@ -30,8 +30,8 @@ test: check-system $(STAMP)
 
 ## make lint: ruff and mypy (strict on daemon/)
 lint: $(STAMP)
-	$(BIN)/ruff check daemon tests
-	$(BIN)/ruff format --check daemon tests
+	$(BIN)/ruff check daemon tests benchmarks
+	$(BIN)/ruff format --check daemon tests benchmarks
 	$(BIN)/mypy
 
 ## make demo: the main job on the embedded emulator, end to end

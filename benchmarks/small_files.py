@@ -1,0 +1,158 @@
+"""Scenario ``small-files``: many small files (2,000 of 32 KiB at full scale) dropped at once.
+
+The files (seeded, distinct content) are written to a staging folder on the same file system,
+then renamed into the inbox one after the other as fast as Python can (the drop). Measured:
+from the first rename until the last file is in the archive folder (polled every 50 ms).
+
+Baselines, each against the same emulator after a reset: (a) a plain sequential ``requests``
+script that logs in once, then creates and PUTs each file; (b) an ideal client that sends the
+same requests from ``concurrency`` threads and does nothing else (the limit the emulator sets).
+Every run is checked: each file's SHA-256 stored exactly once. Imports nothing from
+``creatio_attach``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from benchmarks.baselines import sequential, threaded
+from benchmarks.common import (
+    Context,
+    Row,
+    ScenarioResult,
+    count_files,
+    mb,
+    ratio,
+    seconds_since,
+    wait_until,
+    write_files,
+)
+from benchmarks.processes import (
+    Daemon,
+    Emulator,
+    RssSampler,
+    check_stored,
+    cpu_seconds,
+)
+
+NAME = "small-files"
+TITLE = "many small files dropped at once"
+GOAL_VS_SEQUENTIAL = 2.0
+GOAL_VS_IDEAL = 0.7
+
+
+def run(ctx: Context) -> ScenarioResult:
+    result = ScenarioResult(NAME, TITLE)
+    n, size = ctx.scale.small_count, ctx.scale.small_bytes
+    root = ctx.workdir / NAME
+    staging = root / "staging"
+    inbox = root / "inbox"
+    names = [f"SR1_{i:05d}.bin" for i in range(n)]
+    digests = write_files(staging, names, size, ctx.seed).values()
+    paths = [staging / name for name in names]
+    os.sync()  # the files' pages are written out before anything is timed
+    result.details.update(files=n, bytes_each=size, concurrency=ctx.concurrency)
+
+    with Emulator(root / "emulator") as emulator:
+        assert emulator.proc is not None
+        emu_pid = emulator.proc.pid
+        parent = emulator.seed_case()
+        sequential_s = sequential(emulator.url, paths, parent)
+        check_stored(emulator, digests)
+        parent = emulator.reset()
+        os.sync()
+        emu_cpu = cpu_seconds(emu_pid)
+        ideal_s = threaded(emulator.url, paths, parent, ctx.concurrency)
+        ideal_emu_cpu = cpu_seconds(emu_pid) - emu_cpu
+        check_stored(emulator, digests)
+        emulator.reset()
+        os.sync()
+
+        daemon = Daemon(root / "daemon", emulator.url, inbox, concurrency=ctx.concurrency)
+        proc = daemon.start()
+        sampler = RssSampler(proc.pid).start()
+        try:
+            daemon.wait_ready(ctx.scale.timeout)
+            daemon_cpu, emu_cpu = cpu_seconds(proc.pid), cpu_seconds(emu_pid)
+            start = time.perf_counter()
+            for name in names:
+                (staging / name).rename(inbox / name)
+            result.details["drop_s"] = seconds_since(start)
+            wait_until(
+                lambda: count_files(daemon.archive) >= n,
+                timeout=ctx.scale.timeout,
+                what=f"{n} files to be archived",
+                interval=0.05,
+                alive=daemon.failures,
+            )
+            daemon_s = seconds_since(start)
+            daemon_cpu = cpu_seconds(proc.pid) - daemon_cpu
+            emu_cpu = cpu_seconds(emu_pid) - emu_cpu
+        finally:
+            daemon.stop()
+            peak = sampler.stop()
+        check_stored(emulator, digests)
+
+    result.rows += [
+        Row(
+            "time to all archived",
+            "s",
+            daemon_s,
+            sequential_s,
+            "(a) sequential requests",
+            ratio(sequential_s, daemon_s),
+        ),
+        Row(
+            "time to all archived",
+            "s",
+            daemon_s,
+            ideal_s,
+            f"(b) ideal client, {ctx.concurrency} threads",
+            ratio(ideal_s, daemon_s),
+        ),
+        Row(
+            "files per second",
+            "files/s",
+            n / daemon_s,
+            n / sequential_s,
+            "(a) sequential requests",
+            ratio(n / daemon_s, n / sequential_s),
+        ),
+        Row(
+            "files per second",
+            "files/s",
+            n / daemon_s,
+            n / ideal_s,
+            f"(b) ideal client, {ctx.concurrency} threads",
+            ratio(n / daemon_s, n / ideal_s),
+        ),
+        Row("daemon CPU per file", "ms", daemon_cpu / n * 1000),
+        Row(
+            "emulator CPU per file",
+            "ms",
+            emu_cpu / n * 1000,
+            ideal_emu_cpu / n * 1000,
+            f"(b) ideal client, {ctx.concurrency} threads",
+            ratio(ideal_emu_cpu, emu_cpu),
+        ),
+        Row("daemon peak RSS", "MB", mb(peak)),
+    ]
+    result.details["daemon_peak_rss_bytes"] = peak
+    vs_seq = ratio(sequential_s, daemon_s)
+    vs_ideal = ratio(ideal_s, daemon_s)
+    result.goal(
+        "speed / (a) sequential",
+        f">= {GOAL_VS_SEQUENTIAL:g}x",
+        vs_seq,
+        "x",
+        (vs_seq or 0) >= GOAL_VS_SEQUENTIAL,
+    )
+    result.goal(
+        "speed / (b) ideal client",
+        f">= {GOAL_VS_IDEAL:g}",
+        vs_ideal,
+        "x",
+        (vs_ideal or 0) >= GOAL_VS_IDEAL,
+    )
+    return result
