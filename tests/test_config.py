@@ -8,12 +8,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from creatio_attach.config import (
     DEFAULT_CONFIG_PATH,
+    Config,
     CreatioSettings,
     MiB,
     load_config,
@@ -475,6 +477,100 @@ def test_secrets_never_show_in_the_settings_repr(tmp_path: Path) -> None:
     cfg = write(tmp_path / "c.toml", MINIMAL + f'password = "{SECRET}"\n')
     config = load_config(cfg, env={})
     assert SECRET not in repr(config) and SECRET not in str(config.creatio)
+
+
+# --- without secrets (status, retry, submit) ----------------------------------------------------
+
+
+def test_without_secrets_a_missing_password_is_not_a_problem(tmp_path: Path) -> None:
+    for table in ("", 'password_file = "/nonexistent/pw"\n', 'password_file = "pw-dir"\n'):
+        (tmp_path / "pw-dir").mkdir(exist_ok=True)
+        cfg = write(tmp_path / "c.toml", MINIMAL + table + '[state]\ndir = "state"\n')
+        with pytest.raises(ConfigError):
+            load_config(cfg, env={})  # the same file still needs its password to log in
+        config = load_config(cfg, env={}, secrets=False)
+        assert config.creatio.password is None and config.creatio.client_secret is None
+        assert config.creatio.username == "ApiUser"
+        assert config.state.dir == tmp_path / "state"
+        assert config.warnings == ()
+
+
+def test_without_secrets_oauth2_still_needs_its_client_id_only(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "c.toml", '[creatio]\nurl = "https://a.creatio.com"\nauth = "oauth2"\n')
+    assert problems_of(cfg, env={}, secrets=False).problems == [
+        'creatio.client_id: required for auth = "oauth2"'
+    ]
+    cfg = write(cfg, cfg.read_text() + 'client_id = "attach"\nclient_secret_file = "/nope"\n')
+    creatio = load_config(cfg, env={}, secrets=False).creatio
+    assert creatio.client_id == "attach" and creatio.client_secret is None
+
+
+def test_without_secrets_every_other_problem_is_still_reported(tmp_path: Path) -> None:
+    cfg = write(
+        tmp_path / "bad.toml",
+        '[creatio]\nurl = "acme"\npassword_file = "/nonexistent/pw"\nchunk_size = "lots"\n'
+        'ca_bundle = "no-ca.pem"\n[daemon]\ngrace = "soon"\n[metrics]\nlisten = 1\n'
+        '[[inbox]]\nname = "x"\n',
+    )
+    with_secrets = problems_of(cfg, env={}).problems
+    without = problems_of(cfg, env={}, secrets=False).problems
+    assert "creatio.password_file: cannot read /nonexistent/pw: No such file or directory" in (
+        with_secrets
+    )
+    assert without == [p for p in with_secrets if "password" not in p]
+    assert len(without) == len(with_secrets) - 1 == 8
+    for key in ("url", "chunk_size", "ca_bundle", "username"):
+        assert any(p.startswith(f"creatio.{key}: ") for p in without), key
+    for prefix in ("daemon.grace: ", "metrics.listen: ", "inbox[0]"):
+        assert any(p.startswith(prefix) for p in without), prefix
+
+
+def test_without_secrets_an_inline_secret_is_dropped_and_still_warned_about(
+    tmp_path: Path,
+) -> None:
+    cfg = write(tmp_path / "c.toml", MINIMAL + f'password = "{SECRET}"\n', mode=0o644)
+    config = load_config(cfg, env={}, secrets=False)
+    assert config.creatio.password is None
+    assert SECRET not in repr(config)
+    (warning,) = config.warnings
+    assert "creatio.password" in warning and "0644" in warning
+
+
+def test_without_secrets_no_secret_file_credential_or_variable_is_read(tmp_path: Path) -> None:
+    """A FIFO blocks whoever opens it for reading until a writer comes: a load that opened the
+    password file would hang here, and is then released and reported."""
+    fifo = tmp_path / "pw.fifo"
+    os.mkfifo(fifo)
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    write(creds / "creatio-password", "")  # read, it would be the problem "is empty"
+    cfg = write(tmp_path / "c.toml", MINIMAL + 'password_file = "pw.fifo"\n')
+    env = {"CREDENTIALS_DIRECTORY": str(tmp_path), "CREATIO_ATTACH_PASSWORD": SECRET}
+    results: list[object] = []
+
+    def load() -> None:
+        try:
+            results.append(load_config(cfg, env=env, secrets=False))
+        except ConfigError as e:
+            results.append(e)
+
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():  # stuck in open(): give it a writer so that it ends
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(10)
+        pytest.fail("load_config(secrets=False) opened the password file")
+    (config,) = results
+    assert isinstance(config, Config)
+    assert config.creatio.password is None  # neither the credential nor the environment
+    env["CREDENTIALS_DIRECTORY"] = str(creds)
+    assert load_config(cfg, env=env, secrets=False).creatio.password is None
+    with pytest.raises(ConfigError) as caught:
+        load_config(cfg, env=env)  # with secrets, the (empty) credential is read
+    assert caught.value.problems == [
+        f"creatio.password: the credential {creds / 'creatio-password'} is empty"
+    ]
 
 
 # --- sizes and durations ----------------------------------------------------------------------

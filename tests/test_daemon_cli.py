@@ -5,8 +5,10 @@ subprocesses of ``python -m creatio_attach``, a real config, the emulator over H
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from creatio_attach.journal import Journal, State
 from tests.conftest import CorpusFile, wait_for
 from tests.daemon_helpers import (
     Site,
+    cli_args,
     run_cli,
     running_service,
     start_daemon,
@@ -202,3 +205,71 @@ def test_submit_for_an_unmatched_file_merges_its_metadata_and_tries_again(
         (row,) = journal.by_state(State.DONE)
         assert journal.pending_submissions() == []
     assert row.metadata == {"agent": "42"}
+
+
+def _without_password(*args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI as a PBX hook or a shell beside the systemd service runs it: no password in the
+    environment, no systemd credential."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("CREATIO_ATTACH_")
+        and k not in {"CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC"}
+    }
+    return subprocess.run(
+        cli_args(*args), capture_output=True, text=True, timeout=30, env=env, check=False
+    )
+
+
+def test_status_retry_and_submit_need_no_password_but_run_does(site: Site, pdf: CorpusFile) -> None:
+    site.case("SR70")
+    # nothing settles during the test: only the submits complete the files
+    inbox = site.inbox(settle="1h", watch="poll", poll_interval="0.1s")
+    config = site.write_config()
+    text = config.read_text(encoding="utf-8")
+    assert 'password = "Supervisor"\n' in text
+    no_file = site.root / "no-file.toml"  # the password file is the service's credential only
+    no_file.write_text(
+        text.replace('password = "Supervisor"', 'password_file = "/nonexistent/password"'),
+        encoding="utf-8",
+    )
+    none = site.root / "none.toml"
+    none.write_text(text.replace('password = "Supervisor"\n', ""), encoding="utf-8")
+    shutil.copyfile(pdf.path, inbox / "SR70_call.pdf")
+    (inbox / "unrouted.pdf").write_bytes(pdf.path.read_bytes() + b"\n% unrouted\n")
+
+    # the daemon is stopped: submit writes to the journal (creating it)
+    for name in ("SR70_call.pdf", "unrouted.pdf"):
+        done = _without_password(
+            "submit", "--config", str(no_file), str(inbox / name), "--set", "agent=7"
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"submitted {inbox / name}" in done.stdout
+    with running_service(config):
+        wait_for(lambda: site.state_count("done") == 1, timeout=15, what="the submitted file")
+        wait_for(lambda: site.state_count("failed") == 1, timeout=15, what="the unrouted one")
+    assert [str(f["name"]) for f in site.files()] == ["SR70_call.pdf"]
+
+    for cfg in (no_file, none):
+        status = _without_password("status", "--config", str(cfg), "--json")
+        assert status.returncode == 0, status.stderr
+        doc = json.loads(status.stdout)
+        assert doc["counts"]["cases"] == {"done": 1, "failed": 1}
+        (failure,) = doc["failures"]
+        assert (failure["file"], failure["reason"]) == ("unrouted.pdf", "no_match")
+
+    retry = _without_password("retry", "--config", str(none), "--all-failed")
+    assert retry.returncode == 0, retry.stderr
+    assert "requeued cases: unrouted.pdf" in retry.stdout
+    assert site.state_count("ready") == 1
+
+    missing_file = _without_password("run", "--config", str(no_file))
+    assert missing_file.returncode == 78
+    assert (
+        "creatio.password_file: cannot read /nonexistent/password: No such file or directory"
+        in missing_file.stderr
+    )
+    no_password = _without_password("run", "--config", str(none))
+    assert no_password.returncode == 78
+    assert 'creatio.password: required for auth = "forms"' in no_password.stderr
+    assert site.state_count("ready") == 1  # neither run started

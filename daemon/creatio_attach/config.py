@@ -16,6 +16,8 @@ Secrets (``password``, ``client_secret``) are resolved here, in this order:
 ``$CREDENTIALS_DIRECTORY/creatio-password`` (``creatio-client-secret``), the config's
 ``password_file`` (``client_secret_file``), the inline value, the environment
 (``CREATIO_ATTACH_PASSWORD``, ``CREATIO_ATTACH_CLIENT_SECRET``). No message ever shows a secret.
+Commands that only use the journal (``status``, ``retry``, ``submit``) load with
+``secrets=False``: no secret is required or read, every other rule still applies.
 """
 
 from __future__ import annotations
@@ -253,6 +255,7 @@ def load_config(
     *,
     env: Mapping[str, str] = os.environ,
     overrides: Mapping[str, Any] | None = None,
+    secrets: bool = True,
 ) -> Config:
     """Read, validate and resolve the config; raise ``ConfigError`` listing every problem.
 
@@ -260,6 +263,12 @@ def load_config(
     allowed when ``overrides`` give ``creatio.url`` (quick use from the command line, the
     password coming from the environment or a credential). ``overrides`` map dotted key paths
     (``"creatio.url"``, ``"creatio.username"``) to values; None values are ignored.
+
+    ``secrets=False`` is for commands that never talk to Creatio: the password and the client
+    secret are neither required nor read (no credential or secret file is opened, the
+    environment is not asked for them), every other rule is checked as usual, and the result's
+    ``creatio.password`` and ``creatio.client_secret`` are None, even when the file has them
+    inline. The warning about a config file others can read that holds a secret still comes.
     """
     explicit = path is not None
     file = resolve_config_path(path, env)
@@ -298,10 +307,12 @@ def load_config(
     table = raw.get("creatio")
     if "creatio" in raw and not isinstance(table, dict):
         table = None  # reported by pydantic
-    secrets, secret_problems, warnings = _resolve_secrets(table or {}, env, source)
+    found_secrets, secret_problems, warnings = _resolve_secrets(
+        table or {}, env, source, read=secrets
+    )
     problems.extend(secret_problems)
     if isinstance(table, dict):
-        problems.extend(_required(table, secrets))
+        problems.extend(_required(table, found_secrets, secrets=secrets))
         ca = table.get("ca_bundle")
         if isinstance(ca, str) and not _relative_to(source, ca).is_file():
             problems.append(f"creatio.ca_bundle: no such file: {_relative_to(source, ca)}")
@@ -316,8 +327,10 @@ def load_config(
             hint="fix each key listed; config/example.toml documents every key",
         )
 
-    values = model.creatio.model_dump(exclude={"password_file", "client_secret_file"})
-    values.update(secrets)
+    values = model.creatio.model_dump(
+        exclude={"password_file", "client_secret_file", "password", "client_secret"}
+    )
+    values.update(found_secrets)
     if model.creatio.ca_bundle is not None:
         values["ca_bundle"] = _relative_to(source, str(model.creatio.ca_bundle))
     settings = CreatioSettings.model_validate(values)
@@ -422,9 +435,13 @@ def _others_can_read(file: Path) -> int | None:
 
 
 def _resolve_secrets(
-    table: Mapping[str, Any], env: Mapping[str, str], source: Path | None
+    table: Mapping[str, Any], env: Mapping[str, str], source: Path | None, *, read: bool = True
 ) -> tuple[dict[str, SecretStr], list[str], list[str]]:
-    """Secrets by the documented order; problems and warnings never contain their values."""
+    """Secrets by the documented order; problems and warnings never contain their values.
+
+    ``read=False``: only the warning about an inline secret in a readable config; nothing is
+    opened, the environment is not looked at, no secret is returned.
+    """
     found: dict[str, SecretStr] = {}
     problems: list[str] = []
     warnings: list[str] = []
@@ -439,6 +456,8 @@ def _resolve_secrets(
                 f"others (mode {mode:04o}): chmod 600 it, or move the secret to "
                 f"{file_key} or the systemd credential {credential}"
             )
+        if not read:
+            continue
         value: str | None = None
         if creds_dir and (Path(creds_dir) / credential).is_file():
             cred = Path(creds_dir) / credential
@@ -486,14 +505,17 @@ def _why(e: BaseException) -> str:
     return type(e).__name__
 
 
-def _required(table: Mapping[str, Any], secrets: Mapping[str, SecretStr]) -> list[str]:
-    """What the chosen ``auth`` needs, checked after the secrets are resolved."""
+def _required(
+    table: Mapping[str, Any], found: Mapping[str, SecretStr], *, secrets: bool = True
+) -> list[str]:
+    """What the chosen ``auth`` needs, checked after the secrets are resolved (without
+    ``secrets``, the user name and client id only)."""
     auth = table.get("auth", "forms")
     out: list[str] = []
     if auth == "forms":
         if table.get("username") in (None, ""):
             out.append('creatio.username: required for auth = "forms"')
-        if not {"password", "password_file"} & (set(secrets) | set(table)):
+        if secrets and not {"password", "password_file"} & (set(found) | set(table)):
             out.append(
                 'creatio.password: required for auth = "forms": set password_file, or the '
                 "systemd credential creatio-password, or $CREATIO_ATTACH_PASSWORD"
@@ -501,7 +523,7 @@ def _required(table: Mapping[str, Any], secrets: Mapping[str, SecretStr]) -> lis
     elif auth == "oauth2":
         if table.get("client_id") in (None, ""):
             out.append('creatio.client_id: required for auth = "oauth2"')
-        if not {"client_secret", "client_secret_file"} & (set(secrets) | set(table)):
+        if secrets and not {"client_secret", "client_secret_file"} & (set(found) | set(table)):
             out.append(
                 'creatio.client_secret: required for auth = "oauth2": set client_secret_file, '
                 "or the systemd credential creatio-client-secret, or "

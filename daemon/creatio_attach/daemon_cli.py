@@ -5,6 +5,9 @@ client) are imported inside the commands so ``creatio-attach --help`` stays fast
 errors print one line (``output.print_error``) and exit with the error's code (78 for a bad
 config or rejected credentials). Arguments are taken literally: nothing is ever passed to a
 shell or evaluated (``submit`` is called from PBX hooks with caller ids in its arguments).
+``status``, ``retry`` and ``submit`` use the journal only, so they load the config without its
+secrets: they work where the password is not at hand (a shell beside the systemd service, whose
+password is its credential; a PBX hook).
 """
 
 from __future__ import annotations
@@ -55,10 +58,11 @@ _config_option = click.option(
 )
 
 
-def _load(config_path: Path | None) -> Config:
+def _load(config_path: Path | None, *, secrets: bool = True) -> Config:
+    """The config; ``secrets=False`` for the commands that never talk to Creatio."""
     from creatio_attach.config import load_config
 
-    return load_config(config_path)
+    return load_config(config_path, secrets=secrets)
 
 
 def _absolute(path: str) -> str:
@@ -178,11 +182,11 @@ def _row_brief(row: FileRow) -> dict[str, Any]:
 def status_command(config_path: Path | None, as_json: bool, last: int) -> None:
     """Counts per state and inbox, the last uploads, every failure with its reason.
 
-    Reads the journal only; safe while the daemon runs.
+    Reads the journal only (no password needed); safe while the daemon runs.
     """
     from creatio_attach.journal import Journal, State
 
-    config = _load(config_path)
+    config = _load(config_path, secrets=False)
     with Journal.open_readonly(config.state.dir) as journal:
         counts = journal.counts()
         recent = journal.recent(last)
@@ -263,7 +267,7 @@ def retry_command(config_path: Path | None, paths: Sequence[str], all_failed: bo
 
     if bool(paths) == all_failed:
         raise click.UsageError("give the failed files' paths, or --all-failed")
-    config = _load(config_path)
+    config = _load(config_path, secrets=False)
     names: list[str] = []
     for p in paths:
         names.append(p)
@@ -329,12 +333,13 @@ def submit_command(
 ) -> None:
     """Mark FILE complete at once (a PBX's post-recording hook), with optional metadata.
 
-    Written to the journal, so it works while the daemon runs and while it is stopped.
+    Written to the journal, so it works while the daemon runs and while it is stopped; no
+    password needed.
     """
     from creatio_attach.errors import ConfigError
     from creatio_attach.journal import Journal
 
-    config = _load(config_path)
+    config = _load(config_path, secrets=False)
     path = _absolute(file)
     if inbox is not None and config.inbox(inbox) is None:
         raise ConfigError(
