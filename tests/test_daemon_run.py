@@ -6,6 +6,7 @@ files into the inbox; results are read from the emulator's admin API and the jou
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import shutil
@@ -259,6 +260,51 @@ def test_a_recording_of_a_preset_inbox_goes_to_its_call(
         wait_for(lambda: site.state_count("done") == 1, timeout=20, what="the recording")
     (record,) = site.files()
     assert (record["entity"], record["parent_id"]) == ("CallFile", call_id)
+    assert record["sha256"] == wav.sha256
+
+
+def test_an_asterisk_recording_starts_at_its_unique_id_not_when_it_was_found(
+    site: Site, corpus_by_name: dict[str, CorpusFile]
+) -> None:
+    """MixMonitor writing ``${UNIQUEID}-${CALLERID(num)}``: the call started an hour before the
+    daemon found the file. Its unique id says when; the daemon's own {date}/{time} of discovery
+    must not. A Call from the same number at discovery time is the wrong one."""
+    started = int(time.time()) - 3600
+    when = dt.datetime.fromtimestamp(started, dt.UTC)
+
+    def call_at(moment: dt.datetime) -> str:
+        row = {
+            "StartDate": moment.isoformat().replace("+00:00", "Z"),
+            "CallerId": "+1 555 010 2030",
+        }
+        rows = site.admin("POST", "/__emulator__/records/Call", row)
+        return str((rows[0] if isinstance(rows, list) else rows)["Id"]).lower()
+
+    right = call_at(when)
+    call_at(dt.datetime.now(dt.UTC).replace(microsecond=0))  # when the file is found
+    folder = site.root / "monitor"
+    folder.mkdir()
+    site.inboxes["monitor"] = {
+        "name": "monitor",
+        "folder": str(folder),
+        "pattern": r"(?:^|/)(?P<uniqueid>\d{10}\.\d+)-(?P<caller>\d+)\.(?P<ext>\w+)$",
+        "settle": "0.3s",
+        "match": {
+            "steps": ["call_by_number"],
+            "timezone": "UTC",
+            "country_code": "1",
+            "name": "{caller} {date} {time} {matched_by}.{ext}",
+        },
+    }
+    config = site.write_config()
+    wav = corpus_by_name["wavefile-16bit-8kHz-stereo.wav"]
+    with running_service(config):
+        # named .mp3 by a misconfigured PBX: the content says WAV, and so does the record Name
+        shutil.copyfile(wav.path, folder / f"{started}.17-15550102030.mp3")
+        wait_for(lambda: site.state_count("done") == 1, timeout=20, what="the recording")
+    (record,) = site.files()
+    assert (record["entity"], record["parent_id"]) == ("CallFile", right)
+    assert record["name"] == f"15550102030 {when:%Y-%m-%d %H-%M-%S} call_by_number.wav"
     assert record["sha256"] == wav.sha256
 
 

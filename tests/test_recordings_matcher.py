@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -12,10 +13,12 @@ import pytest
 import requests
 from pydantic import SecretStr
 
-from creatio_attach.config import CreatioSettings
+from creatio_attach.adapters import RecordingsParentMatcher
+from creatio_attach.config import CreatioSettings, InboxSettings, load_config
 from creatio_attach.creatio import Condition, CreatioClient, RetryPolicy, Target
 from creatio_attach.emulator import EmbeddedEmulator
 from creatio_attach.errors import ConfigError, ParentAmbiguous
+from creatio_attach.ports import MatchRequest, local_date, local_time
 from creatio_attach.recordings import (
     CallInfo,
     Match,
@@ -31,7 +34,9 @@ from creatio_attach.recordings.matcher import (
     ACTIVITY_TYPE_CALL,
     COMMUNICATION_TYPE_EMAIL,
 )
+from creatio_attach.routing import path_fields
 from tests.conftest import CorpusFile
+from tests.daemon_helpers import Site
 
 UTC = dt.UTC
 START = dt.datetime(2024, 11, 28, 9, 30, tzinfo=UTC)
@@ -505,3 +510,100 @@ def test_a_real_recording_lands_byte_identical_on_the_matched_call(
     )
     assert stored["sha256"] == wav.sha256
     assert stored["name"] == "+15550102030 -> 5551234567 2024-11-28 09-30-00.wav"
+
+
+# -- the daemon's bridge (adapters.RecordingsParentMatcher) ------------------------------------
+
+
+def recording_inboxes(
+    tmp_path: Path, emulator: EmbeddedEmulator, *names: str, **match: Any
+) -> dict[str, InboxSettings]:
+    """FreePBX inboxes ``names`` as ``config.load_config`` reads them from a TOML file."""
+    site = Site(tmp_path, emulator)
+    for name in names:
+        folder = tmp_path / name
+        folder.mkdir()
+        site.inboxes[name] = {
+            "name": name,
+            "folder": str(folder),
+            "preset": "freepbx",
+            "match": {"timezone": "UTC", "country_code": "1", **match},
+        }
+    config = load_config(site.write_config())
+    return {inbox.name: inbox for inbox in config.inboxes}
+
+
+def request_for(
+    inbox: InboxSettings, path: str, *, corrected: str, found_at: float
+) -> MatchRequest:
+    """The request ``pipeline`` makes: path fields, the daemon's date/time of discovery and the
+    content-corrected file name, then the pattern's groups over them."""
+    fields = {**path_fields(path, inbox.name)}
+    fields.update(date=local_date(found_at), time=local_time(found_at))
+    stem, _, ext = corrected.rpartition(".")
+    fields.update(file=corrected, stem=stem, ext=ext)
+    assert inbox.pattern is not None
+    found = inbox.pattern.search(path)
+    assert found is not None
+    fields.update({k: v for k, v in found.groupdict().items() if v is not None})
+    return MatchRequest(inbox.name, path, fields, {}, "audio/x-wav", found_at)
+
+
+def test_the_bridge_renders_the_daemon_fields_matched_by_and_the_content_extension(
+    tmp_path: Path, emulator: EmbeddedEmulator, client: CreatioClient
+) -> None:
+    wanted = call(emulator, IntegrationId="1732790400.1234")
+    (inbox,) = recording_inboxes(tmp_path, emulator, "rec").values()
+    # config accepts only the recording fields; the bridge must still render the daemon's own
+    inbox = inbox.model_copy(
+        update={"name_template": "{stem} | {file} | {inbox} | {matched_by} | {date} {time}.{ext}"}
+    )
+    path = "2024/11/28/in-5551234567-5550102030-20241128-093000-1732790400.1234.mp3"
+    stem = path.rpartition("/")[2].removesuffix(".mp3")
+    request = request_for(inbox, path, corrected=f"{stem}.wav", found_at=time.time())
+    found = RecordingsParentMatcher(inbox, client).match(request)
+    assert (found.file_object, found.parent_id, found.matched_by) == (
+        "CallFile",
+        wanted,
+        "call_by_id",
+    )
+    assert found.name == (f"{stem} | {stem}.wav | rec | call_by_id | 2024-11-28 09-30-00.wav")
+
+
+def test_the_bridge_names_recordings_by_the_default_template_with_the_content_extension(
+    tmp_path: Path, emulator: EmbeddedEmulator, client: CreatioClient
+) -> None:
+    call(emulator, IntegrationId="1732790400.77")
+    (inbox,) = recording_inboxes(tmp_path, emulator, "rec").values()
+    path = "in-5551234567-5550102030-20241128-093000-1732790400.77.mp3"
+    request = request_for(inbox, path, corrected=path[:-4] + ".wav", found_at=time.time())
+    found = RecordingsParentMatcher(inbox, client).match(request)
+    assert found.name == "5550102030 -> 5551234567 2024-11-28 09-30-00.wav"
+
+
+def test_the_bridge_gives_each_inbox_its_own_activity_and_the_same_one_on_a_retry(
+    tmp_path: Path, emulator: EmbeddedEmulator, client: CreatioClient
+) -> None:
+    person = contact(emulator, "Ann", "555-010-2030")
+    inboxes = recording_inboxes(
+        tmp_path,
+        emulator,
+        "east",
+        "west",
+        steps=["contact_by_number"],
+        contact_target="activity",
+    )
+    path = "in-5551234567-5550102030-20241128-093000-1732790400.5.wav"
+    found_at = time.time()
+    east = request_for(inboxes["east"], path, corrected=path, found_at=found_at)
+    first = RecordingsParentMatcher(inboxes["east"], client).match(east)
+    # a retry, or the restarted daemon's new bridge, of the same journal row
+    again = RecordingsParentMatcher(inboxes["east"], client).match(east)
+    assert again.parent_id == first.parent_id
+    # the same file name in another inbox is another recording
+    west = request_for(inboxes["west"], path, corrected=path, found_at=found_at)
+    other = RecordingsParentMatcher(inboxes["west"], client).match(west)
+    assert other.parent_id != first.parent_id
+    assert sorted(r["Id"] for r in activities(client, person)) == sorted(
+        [first.parent_id, other.parent_id]
+    )

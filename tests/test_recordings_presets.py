@@ -325,3 +325,15 @@ def test_only_the_pattern_groups_are_read_when_the_daemon_passes_all_its_fields(
         default_record_name(fs, template="{date} {time} {stem}.{ext}", extra=daemon_fields)
         == "2026-11-28 15-11-25 1732790400.1234.wav"
     )
+
+
+def test_matched_by_and_the_daemon_fields_render_in_a_record_name() -> None:
+    info = parse("freepbx", "in-5551234567-+15550102030-20241128-093000-1732790400.1.wav")
+    daemon = {"file": "call.wav", "stem": "call", "inbox": "rec", "matched_by": "stale"}
+    template = "{stem} {matched_by} {inbox} {date}.{ext}"
+    assert (
+        default_record_name(info, template=template, extra=daemon, matched_by="call_by_number")
+        == "call call_by_number rec 2024-11-28.wav"
+    )
+    # not given: empty, and the tidying leaves no double space
+    assert default_record_name(info, template=template, extra=daemon) == "call rec 2024-11-28.wav"

@@ -12,12 +12,13 @@ import os
 import shutil
 import subprocess
 import threading
+import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import structlog.testing
-from tests.conftest import wait_for
 
 from creatio_attach.errors import ConfigError
 from creatio_attach.watcher import (
@@ -33,6 +34,7 @@ from creatio_attach.watcher import (
     mode_for_fstype,
     parse_mountinfo,
 )
+from tests.conftest import wait_for
 
 
 class Recorder:
@@ -624,3 +626,33 @@ def test_mode_choice_is_logged_with_the_reason(inbox: Path, start: Start) -> Non
             "poll_interval": 0.05,
         }
     ]
+
+
+def test_dated_trees_made_quickly_are_watched_once_without_warnings(
+    inbox: Path, start: Start
+) -> None:
+    """A PBX making ``YYYY/MM/DD`` folders (and the daemon its ``.archive/<date>`` ones) while
+    watched: watchdog alone would add some folders' watches twice (the walk after the parent's
+    creation and the folder's own creation event) and warn ``Callback with id ... already
+    exists for watch``. Warnings are raised in watchdog's reader thread, so they are recorded
+    process-wide for this test and must be none."""
+    archive = inbox / ".archive"
+    recorder, _ = start(spec(inbox, mode="inotify", excluded=(archive,)))
+    made: list[Path] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for i in range(150):
+            # a pause of 0-1.2 ms between the levels: the parent's watch is often added between
+            # two mkdirs, which is when the creation event and the walk both see the child
+            pause = 0.0003 * (i % 5)
+            day = inbox / f"{2000 + i}" / "11" / "28"
+            for level in (day.parents[1], day.parent, day):
+                level.mkdir()
+                time.sleep(pause)
+            (day / f"in-{i}.wav").write_bytes(b"RIFF")
+            made.append(day / f"in-{i}.wav")
+            (archive / f"2024-11-{i % 28 + 1:02d}" / f"n{i}").mkdir(parents=True)
+        sentinel(recorder, inbox)  # every earlier kernel event has been handled
+        wait_for(lambda: set(made) <= recorder.paths(), what="every recording in the new trees")
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
+    assert not any(archive in p.parents for p in recorder.paths())

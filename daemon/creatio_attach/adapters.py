@@ -140,28 +140,54 @@ class RecordingsParentMatcher:
     groups and ``submit --set`` metadata -> CallInfo -> the matching chain."""
 
     def __init__(self, inbox: InboxSettings, client: CreatioClient) -> None:
+        from creatio_attach.creatio import Condition
         from creatio_attach.recordings import RecordingMatcher
 
         assert inbox.match is not None
         self.settings = inbox.match
         self.template = inbox.name_template
-        self.matcher = RecordingMatcher(client, inbox.match)
+        # A request's fields hold the daemon's own fields too (file, stem, inbox, and the
+        # date/time the file was found): only the pattern's groups say something about the call.
+        pattern = inbox.pattern
+        self.groups: frozenset[str] = (
+            frozenset(pattern.groupindex) if pattern is not None else frozenset()
+        )
+        self.matcher = RecordingMatcher(client, inbox.match, condition=Condition)
 
     def match(self, request: MatchRequest) -> ParentMatch:
         import datetime as dt
 
-        from creatio_attach.recordings import Unmatched, default_record_name, parse_call_info
+        from creatio_attach.recordings import (
+            DEFAULT_NAME,
+            Unmatched,
+            default_record_name,
+            parse_call_info,
+        )
 
-        info = parse_call_info(request.fields, self.settings, metadata=request.metadata)
+        info = parse_call_info(
+            request.fields, self.settings, metadata=request.metadata, groups=self.groups
+        )
         seen = dt.datetime.fromtimestamp(request.found_at, dt.UTC)
-        found = self.matcher.match(info, file_name=request.path, seen_at=seen)
+        # the Activity's Id derives from this key: the same journal row (inbox, path and the
+        # time it was first seen) always gets the same Activity, across retries and restarts
+        key = f"{request.inbox}|{request.path}|{request.found_at!r}"
+        found = self.matcher.match(info, file_name=request.path, seen_at=seen, key=key)
         if isinstance(found, Unmatched):
             raise ParentNotFound(found.reason)
-        ext = request.fields.get("ext") or None
-        if self.template:
-            name = default_record_name(info, ext=ext, template=self.template)
-        else:
-            name = default_record_name(info, ext=ext)
+        name = default_record_name(
+            info,
+            ext=_extension(request.fields.get("file") or request.path.rpartition("/")[2]),
+            template=self.template or DEFAULT_NAME,
+            extra=request.fields,
+            matched_by=found.matched_by,
+        )
         return ParentMatch(
             found.file_object, found.parent_schema, found.parent_id, found.matched_by, name
         )
+
+
+def _extension(file_name: str) -> str | None:
+    """The extension of a file name, None when it has none. Given the content-corrected name
+    (``call.mp3`` holding a WAV is ``call.wav``), not the pattern's ``ext`` group."""
+    stem, dot, ext = file_name.rpartition(".")
+    return ext if dot and stem and ext else None

@@ -10,8 +10,9 @@ never ``engine``, ``service`` or ``cli``. Reads errno here and nowhere else in t
 inotify's limits become a ``ConfigError`` naming the sysctl to raise.
 
 Modes: ``inotify`` (watchdog's inotify observer, one shared instance for every inotify inbox,
-with full move events so a rename into the inbox is seen as one) or ``poll`` (a
-``PollingObserver`` per inbox, comparing directory snapshots every ``poll_interval``).
+with full move events so a rename into the inbox is seen as one, and each folder's watch added
+once: see ``_WatchGroup``) or ``poll`` (a ``PollingObserver`` per inbox, comparing directory
+snapshots every ``poll_interval``).
 ``auto`` picks ``poll`` where inotify sees nothing: NFS, CIFS/SMB, FUSE and other network or
 cluster file systems, detected from ``/proc/self/mountinfo``.
 """
@@ -37,7 +38,8 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers.api import BaseObserver
-from watchdog.observers.inotify import InotifyObserver
+from watchdog.observers.inotify import InotifyFullEmitter, InotifyObserver, InotifyWatchGroup
+from watchdog.observers.inotify_c import WatchDescriptor
 from watchdog.observers.polling import PollingObserver
 from watchdog.utils import BaseThread
 
@@ -266,6 +268,69 @@ class _Rescanner(BaseThread):
                 due[inbox] = time.monotonic() + self._every[inbox]
 
 
+class _WatchGroup(InotifyWatchGroup):
+    """watchdog's recursive inotify watch group, adding each folder's watch once.
+
+    watchdog alone may add a new folder's watch twice: the parent's ``IN_CREATE`` makes it
+    watch the new folder and walk it, watching every folder already below it; a child made
+    after the parent got its watch but before that walk listed it also has its own
+    ``IN_CREATE`` queued, which adds it again. That second ``add_callback`` on the same watch
+    warns ``RuntimeWarning: Callback with id ... already exists for watch`` (``mkdir -p
+    2024/11/28`` by a PBX, or our own ``.archive/2024-11-28`` folders). A folder is skipped here
+    when this group already watches that very folder (the same device and inode under the same
+    watch); a new folder of the same name (one deleted and made again) is a new inode and is
+    watched as before.
+    """
+
+    def __post_init__(self) -> None:
+        #: watch descriptor -> (st_dev, st_ino) of the folder it was added for
+        self._folders: dict[WatchDescriptor, tuple[int, int]] = {}
+        super().__post_init__()  # adds the watches: needs ``_folders``
+
+    def _add_callback(self, path: bytes) -> None:
+        try:
+            # watchdog's paths are bytes, which pathlib does not take
+            st = os.stat(path, follow_symlinks=self.follow_symlink)  # noqa: PTH116
+        except OSError:  # gone or unreadable: watchdog decides (it raises for the root only)
+            super()._add_callback(path)
+            return
+        folder = (st.st_dev, st.st_ino)
+        wd = self._active_callbacks_by_path.get(path)
+        if wd is not None and self._folders.get(wd) == folder:
+            return  # already watched: the walk after its parent's IN_CREATE added it
+        super()._add_callback(path)
+        wd = self._active_callbacks_by_path.get(path)
+        if wd is not None:
+            self._folders[wd] = folder
+
+    def _remove_watch_internally(self, wd: WatchDescriptor) -> None:
+        self._folders.pop(wd, None)
+        super()._remove_watch_internally(wd)
+
+
+class _FullEmitter(InotifyFullEmitter):
+    """watchdog's inotify emitter with full move events, over a ``_WatchGroup``."""
+
+    def on_thread_start(self) -> None:
+        # watchdog's own ``on_thread_start``, with the group above
+        self._inotify = _WatchGroup(
+            self._inotify_fd,
+            os.fsencode(self.watch.path),
+            is_recursive=self.watch.is_recursive,
+            event_mask=self.get_event_mask_from_filter(),
+            follow_symlink=self.watch.follow_symlink,
+        )
+
+
+class _InotifyObserver(InotifyObserver):
+    """One inotify instance for every inotify inbox, with full move events (a rename into the
+    inbox is one event) and each folder watched once (``_WatchGroup``)."""
+
+    def __init__(self) -> None:
+        super().__init__(generate_full_events=True)
+        self._emitter_class = _FullEmitter
+
+
 # ---------------------------------------------------------------------------------------------
 # the watcher
 
@@ -357,7 +422,7 @@ class InboxWatcher:
         if inotify_specs:
             folder = inotify_specs[0].folder
             try:
-                observer: BaseObserver = InotifyObserver(generate_full_events=True)
+                observer: BaseObserver = _InotifyObserver()
                 observer.name = "creatio-attach-inotify"
                 self._observers.append(observer)
                 for spec in inotify_specs:

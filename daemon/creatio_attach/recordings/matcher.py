@@ -42,8 +42,6 @@ COMMUNICATION_TYPE_EMAIL = "ee1c85c3-cfcb-df11-9b2a-001d60e938c6"
 #: the namespace of the Ids of Activities created for recordings (uuid5 of the recording's key)
 ACTIVITY_NAMESPACE = uuid.UUID("5d3c9a52-7f0e-4d57-9a4b-2f61c0a1e7b3")
 
-#: how long the contact step waits for a Call row after the call's start (when call steps run)
-DEFAULT_CALL_WAIT = 180.0
 #: candidate rows read per query (a time window holding more Calls than this is cut)
 MAX_CANDIDATES = 500
 
@@ -81,6 +79,11 @@ class MatchSettingsLike(Protocol):
     def last_digits(self) -> int: ...
     @property
     def contact_target(self) -> str: ...
+    @property
+    def call_wait(self) -> float:
+        """Seconds the contact step waits for a Call row after the call's start (after a Call
+        step missed); 0 takes the contact at once."""
+        ...
 
 
 #: builds a filter comparison, e.g. ``creatio.Condition("ge", when)``
@@ -164,7 +167,7 @@ class RecordingMatcher:
         self.settings = settings
         self.condition = condition or _default_condition()
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
-        self.call_wait = float(getattr(settings, "call_wait", DEFAULT_CALL_WAIT))
+        self.call_wait = float(settings.call_wait)
 
     # ------------------------------------------------------------------------- the chain
     def match(

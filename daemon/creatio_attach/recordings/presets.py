@@ -375,15 +375,18 @@ def default_record_name(
     ext: str | None = None,
     template: str = DEFAULT_NAME,
     extra: Mapping[str, str] | None = None,
+    matched_by: str = "",
 ) -> str:
     """The record's Name: ``template`` over ``name_fields`` (``{caller} -> {callee} {date}
     {time}.{ext}`` by default), spaces tidied when a part is empty.
 
     ``extra``: more fields under those (the daemon's ``file``, ``stem``, ``inbox``, and its
     ``date``/``time`` of discovery, used when the name gives no start time).
+    ``matched_by``: the step that found the record (``Match.matched_by``), for ``{matched_by}``.
     """
     values = dict(extra or {})
     own = name_fields(info, ext=ext)
+    own["matched_by"] = matched_by
     if info.start is None and values.get("date") and values.get("time"):
         own.pop("date")
         own.pop("time")
