@@ -7,6 +7,7 @@ background thread; tests talk to it over HTTP.
 from __future__ import annotations
 
 import csv
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,7 +19,14 @@ import pytest
 from creatio_attach.emulator import EmbeddedEmulator, EmulatorOptions
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures" / "real"
+# The corpus beside the repository is the reference; tests/fixtures/real is its copy for a clone
+# of this repository alone.
+_SHARED_FIXTURES = REPO.parent / "shared" / "fixtures" / "real"
+FIXTURES = (
+    _SHARED_FIXTURES
+    if (_SHARED_FIXTURES / "manifest.csv").is_file()
+    else REPO / "tests" / "fixtures" / "real"
+)
 
 
 @dataclass(frozen=True)
@@ -98,3 +106,17 @@ def wait_for(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what or condition!r}")
         time.sleep(interval)
+
+
+@pytest.fixture(autouse=True)
+def no_thread_is_left_behind() -> Iterator[None]:
+    """Every thread a test starts (observers, workers, emulators) must be gone after it."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 10.0
+    while True:
+        left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert not left, f"threads left running after the test: {[t.name for t in left]}"

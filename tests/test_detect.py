@@ -32,8 +32,7 @@ from creatio_attach.detect import (
     sha256_file,
     snapshot,
 )
-
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "real"
+from tests.conftest import FIXTURES
 
 
 def manifest_rows() -> list[dict[str, str]]:

@@ -91,7 +91,11 @@ class FileRefused(FileProblem):
     reason = "file_refused"
 
     def __init__(
-        self, message: str, *, reason: str = "file_refused", hint: str | None = None,
+        self,
+        message: str,
+        *,
+        reason: str = "file_refused",
+        hint: str | None = None,
         path: str | None = None,
     ) -> None:
         super().__init__(message, hint=hint, path=path)
@@ -161,7 +165,11 @@ class ParentAmbiguous(CreatioRejected):
     reason = "parent_ambiguous"
 
     def __init__(
-        self, message: str, *, candidates: list[str], hint: str | None = None,
+        self,
+        message: str,
+        *,
+        candidates: list[str],
+        hint: str | None = None,
         path: str | None = None,
     ) -> None:
         super().__init__(message, hint=hint, path=path)

@@ -1,8 +1,9 @@
-"""The emulator's storage: records in SQLite (one typed table per schema), content as blobs on disk.
+"""The emulator's storage: records in SQLite (one typed table per schema), content via ``blobs.py``.
 
-One job: keep records and file content in ``data_dir`` (``emulator.sqlite3`` + ``blobs/``),
-thread-safe, surviving a restart. Content is never held in memory: callers stream bodies into
-files this module hands out and then commit them here.
+One job: keep records in ``data_dir/emulator.sqlite3``, thread-safe, surviving a restart, and
+keep each file record's ``Size`` in step with its content. The content itself (temp files,
+committed blobs, partial uploads) is ``blobs.py``'s, which shares this connection and lock;
+value conversion is ``values.py``'s (``EMPTY_GUID`` and ``BadValue`` are re-exported here).
 Must not import anything from the rest of ``creatio_attach`` nor starlette.
 """
 
@@ -12,30 +13,28 @@ Must not import anything from the rest of ``creatio_attach`` nor starlette.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import shutil
 import sqlite3
 import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .filter import DATETIME_FORMAT, SqlQuery, normalise_datetime, normalise_guid, quote
-from .schemas import SEED_ROWS, Column, ColumnType, Schema, Schemas
+from .blobs import Blobs
+from .filter import SqlQuery
+from .schemas import SEED_ROWS, Column, Schema, Schemas
+from .values import (
+    EMPTY_GUID,
+    SQL_TYPES,
+    BadValue,
+    from_sql,
+    normalise_guid,
+    now_iso,
+    quote,
+    to_sql,
+)
 
-EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
-
-_SQL_TYPES = {
-    ColumnType.GUID: "TEXT",
-    ColumnType.STRING: "TEXT",
-    ColumnType.INTEGER: "INTEGER",
-    ColumnType.FLOAT: "REAL",
-    ColumnType.DATETIME: "TEXT",
-    ColumnType.BOOLEAN: "INTEGER",
-    ColumnType.LOOKUP: "TEXT",
-}
+__all__ = ["EMPTY_GUID", "BadValue", "DuplicateId", "Store", "UnknownColumn"]
 
 
 class DuplicateId(Exception):
@@ -50,86 +49,22 @@ class UnknownColumn(ValueError):
         self.name = name
 
 
-class BadValue(ValueError):
-    """A body value does not fit its column's type."""
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime(DATETIME_FORMAT)
-
-
-def to_sql(column: Column, value: Any) -> Any:
-    """A JSON value -> the stored SQLite value for ``column`` (raises :class:`BadValue`)."""
-    t = column.type
-    name = column.flat_name
-    if value is None:
-        return None
-    try:
-        if t in (ColumnType.GUID, ColumnType.LOOKUP):
-            if not isinstance(value, str):
-                raise BadValue(f"Cannot convert a value of {name} to Edm.Guid.")
-            guid = normalise_guid(value)
-            return None if guid == EMPTY_GUID else guid
-        if t is ColumnType.STRING:
-            if not isinstance(value, str):
-                raise BadValue(f"Cannot convert a value of {name} to Edm.String.")
-            return value
-        if t is ColumnType.INTEGER:
-            if isinstance(value, bool) or not isinstance(value, int | str):
-                raise BadValue(f"Cannot convert a value of {name} to Edm.Int32.")
-            return int(value)
-        if t is ColumnType.FLOAT:
-            if isinstance(value, bool) or not isinstance(value, int | float | str):
-                raise BadValue(f"Cannot convert a value of {name} to Edm.Decimal.")
-            return float(value)
-        if t is ColumnType.DATETIME:
-            if not isinstance(value, str):
-                raise BadValue(f"Cannot convert a value of {name} to Edm.DateTimeOffset.")
-            return normalise_datetime(value)
-        if t is ColumnType.BOOLEAN:
-            if not isinstance(value, bool):
-                raise BadValue(f"Cannot convert a value of {name} to Edm.Boolean.")
-            return 1 if value else 0
-    except ValueError as exc:
-        if isinstance(exc, BadValue):
-            raise
-        raise BadValue(f"Cannot convert the value of {name} to {t.edm}: {exc}") from exc
-    raise BadValue(f"The property '{name}' of type {t.edm} cannot be written in a JSON body.")
-
-
-def from_sql(column: Column, value: Any) -> Any:
-    """A stored value -> JSON as Creatio serialises it (empty lookups as the empty GUID)."""
-    t = column.type
-    if t in (ColumnType.GUID, ColumnType.LOOKUP):
-        return value if value is not None else EMPTY_GUID
-    if t is ColumnType.STRING:
-        return value if value is not None else ""
-    if t is ColumnType.BOOLEAN:
-        return bool(value) if value is not None else False
-    if t is ColumnType.INTEGER:
-        return int(value) if value is not None else 0
-    if t is ColumnType.FLOAT:
-        return float(value) if value is not None else 0.0
-    return value  # DATETIME: ISO string or None
-
-
 class Store:
     """Records and blobs under ``data_dir``; every public method is thread-safe."""
 
     def __init__(self, data_dir: Path, schemas: Schemas) -> None:
         self.data_dir = Path(data_dir)
         self.schemas = schemas
-        self.blob_dir = self.data_dir / "blobs"
-        self.tmp_dir = self.blob_dir / ".tmp"
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        for leftover in self.tmp_dir.iterdir():  # bodies cut off by a crash
-            leftover.unlink(missing_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(
             self.data_dir / "emulator.sqlite3", check_same_thread=False, isolation_level=None
         )
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
+        self.blobs = Blobs(self.data_dir / "blobs", self._conn, self._lock)
+        self.blob_dir = self.blobs.blob_dir
+        self.tmp_dir = self.blobs.tmp_dir
         with self._lock:
             self._create_tables()
             self._seed()
@@ -141,7 +76,7 @@ class Store:
         for schema in self.schemas.values():
             table = quote(schema.name)
             cols = [f"{quote('Id')} TEXT PRIMARY KEY"] + [
-                f"{quote(col.flat_name)} {_SQL_TYPES[col.type]}"
+                f"{quote(col.flat_name)} {SQL_TYPES[col.type]}"
                 for col in schema.stored_columns()
                 if col.name != "Id"
             ]
@@ -151,7 +86,7 @@ class Store:
                 if col.flat_name not in existing:
                     c.execute(
                         f"ALTER TABLE {table} ADD COLUMN {quote(col.flat_name)} "
-                        f"{_SQL_TYPES[col.type]}"
+                        f"{SQL_TYPES[col.type]}"
                     )
             indexed = [col.flat_name for col in schema.lookups()]
             indexed += [
@@ -164,11 +99,7 @@ class Store:
                     f"CREATE INDEX IF NOT EXISTS {quote(f'ix_{schema.name}_{name}')} "
                     f"ON {table} ({quote(name)})"
                 )
-        c.execute(
-            "CREATE TABLE IF NOT EXISTS _blob (entity TEXT NOT NULL, id TEXT NOT NULL, "
-            "received INTEGER NOT NULL, total INTEGER NOT NULL, complete INTEGER NOT NULL, "
-            "sha256 TEXT, PRIMARY KEY (entity, id))"
-        )
+        self.blobs.create_table()
 
     def _seed(self) -> None:
         for entity, rows in SEED_ROWS.items():
@@ -195,6 +126,17 @@ class Store:
             values[column.flat_name] = to_sql(column, value)
         return values
 
+    def _new_row(self, schema: Schema, row: Mapping[str, Any], stamp: str) -> dict[str, Any]:
+        """Body values plus a generated Id (if absent), CreatedOn/ModifiedOn and defaults."""
+        values = self._values(schema, row)
+        values["Id"] = values.get("Id") or str(uuid.uuid4())
+        values.setdefault("CreatedOn", stamp)
+        values.setdefault("ModifiedOn", stamp)
+        for col in schema.stored_columns():
+            if col.default is not None and values.get(col.flat_name) is None:
+                values[col.flat_name] = to_sql(col, col.default)
+        return values
+
     def row_out(
         self, schema: Schema, row: sqlite3.Row | Sequence[Any], columns: Sequence[Column]
     ) -> dict[str, Any]:
@@ -203,15 +145,7 @@ class Store:
     def insert(self, entity: str, row: Mapping[str, Any]) -> dict[str, Any]:
         """Insert one record (Id generated if absent; defaults and CreatedOn/ModifiedOn set)."""
         schema = self._schema(entity)
-        values = self._values(schema, row)
-        if not values.get("Id"):
-            values["Id"] = str(uuid.uuid4())
-        stamp = now_iso()
-        values.setdefault("CreatedOn", stamp)
-        values.setdefault("ModifiedOn", stamp)
-        for col in schema.stored_columns():
-            if col.default is not None and values.get(col.flat_name) is None:
-                values[col.flat_name] = to_sql(col, col.default)
+        values = self._new_row(schema, row, now_iso())
         names = list(values)
         sql = (
             f"INSERT INTO {quote(schema.name)} ({', '.join(quote(n) for n in names)}) "
@@ -230,16 +164,7 @@ class Store:
         """Insert many records in one transaction (test setup, seeding); returns the count."""
         schema = self._schema(entity)
         stamp = now_iso()
-        prepared: list[dict[str, Any]] = []
-        for row in rows:
-            values = self._values(schema, row)
-            values["Id"] = values.get("Id") or str(uuid.uuid4())
-            values.setdefault("CreatedOn", stamp)
-            values.setdefault("ModifiedOn", stamp)
-            for col in schema.stored_columns():
-                if col.default is not None and values.get(col.flat_name) is None:
-                    values[col.flat_name] = to_sql(col, col.default)
-            prepared.append(values)
+        prepared = [self._new_row(schema, row, stamp) for row in rows]
         names = [c.flat_name for c in schema.stored_columns()]
         sql = (
             f"INSERT INTO {quote(schema.name)} ({', '.join(quote(n) for n in names)}) "
@@ -294,7 +219,7 @@ class Store:
             )
             if cur.rowcount == 0:
                 return False
-            self._drop_blob(entity, rid)
+            self.blobs.drop(entity, rid)
             if entity != "SysFile" and "SysFile" in self.schemas:
                 linked = self._conn.execute(
                     f"SELECT {quote('Id')} FROM {quote('SysFile')} WHERE {quote('RecordId')} = ?",
@@ -372,31 +297,17 @@ class Store:
 
     # ------------------------------------------------------------------ content
 
-    def _final_path(self, entity: str, rid: str) -> Path:
-        return self.blob_dir / entity / rid
-
     def partial_path(self, entity: str, record_id: str) -> Path:
         """Where a chunked upload (FileApiService) accumulates bytes."""
-        path = self.blob_dir / entity / f"{normalise_guid(record_id)}.part"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
+        return self.blobs.partial_path(entity, record_id)
 
     def new_temp_path(self) -> Path:
         """A fresh file name for streaming a body into (renamed on commit)."""
-        return self.tmp_dir / uuid.uuid4().hex
+        return self.blobs.new_temp_path()
 
     def content_path(self, entity: str, record_id: str) -> Path | None:
         """The complete content's file, or None (no content, or an upload still in progress)."""
-        try:
-            rid = normalise_guid(record_id)
-        except ValueError:
-            return None
-        with self._lock:
-            found = self._conn.execute(
-                "SELECT complete FROM _blob WHERE entity = ? AND id = ?", (entity, rid)
-            ).fetchone()
-        path = self._final_path(entity, rid)
-        return path if found is not None and found[0] and path.exists() else None
+        return self.blobs.content_path(entity, record_id)
 
     def commit_content(
         self, entity: str, record_id: str, temp: Path, size: int, sha256: str | None
@@ -411,15 +322,7 @@ class Store:
             if row is None:
                 temp.unlink(missing_ok=True)
                 return False
-            final = self._final_path(entity, rid)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            self._drop_blob(entity, rid)
-            temp.replace(final)
-            self._conn.execute(
-                "INSERT OR REPLACE INTO _blob (entity, id, received, total, complete, sha256) "
-                "VALUES (?, ?, ?, ?, 1, ?)",
-                (entity, rid, size, size, sha256),
-            )
+            self.blobs.install(entity, rid, temp, size, sha256)
             self._set_sizes(entity, rid, row, size)
         return True
 
@@ -435,38 +338,17 @@ class Store:
         with self._lock:
             if self.get(entity, rid) is None:
                 return False
-            self._drop_blob(entity, rid)
+            self.blobs.drop(entity, rid)
             self.update(entity, rid, {"Size": 0})
         return True
 
-    def _drop_blob(self, entity: str, rid: str) -> None:
-        self._conn.execute("DELETE FROM _blob WHERE entity = ? AND id = ?", (entity, rid))
-        self._final_path(entity, rid).unlink(missing_ok=True)
-        (self.blob_dir / entity / f"{rid}.part").unlink(missing_ok=True)
-
     def upload_state(self, entity: str, record_id: str) -> tuple[int, int, bool] | None:
         """(bytes received, declared total, complete) of the record's content, or None."""
-        rid = normalise_guid(record_id)
-        with self._lock:
-            found = self._conn.execute(
-                "SELECT received, total, complete FROM _blob WHERE entity = ? AND id = ?",
-                (entity, rid),
-            ).fetchone()
-        return None if found is None else (int(found[0]), int(found[1]), bool(found[2]))
+        return self.blobs.upload_state(entity, record_id)
 
     def start_upload(self, entity: str, record_id: str, total: int) -> Path:
         """Forget any content (complete or partial) and start a chunked upload from byte 0."""
-        rid = normalise_guid(record_id)
-        with self._lock:
-            self._drop_blob(entity, rid)
-            self._conn.execute(
-                "INSERT INTO _blob (entity, id, received, total, complete, sha256) "
-                "VALUES (?, ?, 0, ?, 0, NULL)",
-                (entity, rid, total),
-            )
-            path = self.partial_path(entity, rid)
-            path.write_bytes(b"")
-        return path
+        return self.blobs.start_upload(entity, record_id, total)
 
     def record_progress(self, entity: str, record_id: str, received: int) -> bool:
         """Note bytes received; when all arrived, the partial file becomes the content.
@@ -475,44 +357,15 @@ class Store:
         """
         rid = normalise_guid(record_id)
         with self._lock:
-            state = self.upload_state(entity, rid)
-            if state is None:
+            progress = self.blobs.record_progress(entity, rid, received)
+            if progress is None:
                 return False
-            _, total, _ = state
-            complete = received == total
-            if complete:
-                self.partial_path(entity, rid).replace(self._final_path(entity, rid))
-            self._conn.execute(
-                "UPDATE _blob SET received = ?, complete = ? WHERE entity = ? AND id = ?",
-                (received, 1 if complete else 0, entity, rid),
-            )
+            complete, total = progress
             if complete:
                 row = self.get(entity, rid)
                 if row is not None:
                     self._set_sizes(entity, rid, row, total)
         return complete
-
-    def _sha256(self, entity: str, rid: str) -> str | None:
-        path = self.content_path(entity, rid)
-        if path is None:
-            return None
-        with self._lock:
-            found = self._conn.execute(
-                "SELECT sha256 FROM _blob WHERE entity = ? AND id = ?", (entity, rid)
-            ).fetchone()
-        if found is not None and found[0]:
-            return str(found[0])
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-        value = digest.hexdigest()
-        with self._lock:
-            self._conn.execute(
-                "UPDATE _blob SET sha256 = ? WHERE entity = ? AND id = ? AND complete = 1",
-                (value, entity, rid),
-            )
-        return value
 
     def files_summary(self) -> list[dict[str, Any]]:
         """Every file record of every file object, with its stored content's size and SHA-256."""
@@ -533,7 +386,7 @@ class Store:
                         "id": rid,
                         "name": row.get("Name", ""),
                         "size": path.stat().st_size if path is not None else 0,
-                        "sha256": self._sha256(schema.name, rid),
+                        "sha256": self.blobs.sha256(schema.name, rid),
                         "parent_schema": parent_schema,
                         "parent_id": None if parent_id == EMPTY_GUID else parent_id,
                         "created_on": row.get("CreatedOn"),
@@ -548,10 +401,7 @@ class Store:
         with self._lock:
             for schema in self.schemas.values():
                 self._conn.execute(f"DELETE FROM {quote(schema.name)}")
-            self._conn.execute("DELETE FROM _blob")
-            for child in self.blob_dir.iterdir():
-                if child != self.tmp_dir:
-                    shutil.rmtree(child, ignore_errors=True)
+            self.blobs.drop_all()
             self._seed()
 
     def close(self) -> None:
