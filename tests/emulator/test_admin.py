@@ -58,6 +58,7 @@ def test_the_request_log_records_each_request(emulator: EmbeddedEmulator) -> Non
     assert post["bytes_out"] > 0
     assert post["auth"] == "cookie"
     assert post["csrf_header"] is True
+    assert post["force_use_session"] is True
     assert post["duration_ms"] >= 0
     assert anonymous["status"] == 401
     assert anonymous["auth"] == "none"
@@ -68,6 +69,36 @@ def test_the_request_log_records_each_request(emulator: EmbeddedEmulator) -> Non
     assert s.cookies["BPMCSRF"] not in text
     assert s.cookies[".ASPXAUTH"] not in text
     assert "Supervisor" not in text
+
+
+def test_the_request_log_says_whether_force_use_session_was_true(
+    emulator: EmbeddedEmulator,
+) -> None:
+    s = login(emulator)
+    cookies = s.cookies
+    url = emulator.odata_url + "/Case?$top=1"
+    sent = [
+        {"ForceUseSession": "true"},
+        {"forceusesession": "TRUE"},  # header names and the value's case do not matter
+        {"ForceUseSession": "false"},
+        {},
+    ]
+    requests.delete(admin(emulator, "requests"), timeout=30)
+    for headers in sent:  # the session's cookies; without them: 401 or 302 decided by the header
+        assert requests.get(url, headers=headers, cookies=cookies, timeout=30).status_code == 200
+        anonymous = requests.get(url, headers=headers, allow_redirects=False, timeout=30)
+        assert anonymous.status_code == (401 if "true" in str(headers).lower() else 302)
+    log = requests.get(admin(emulator, "requests"), timeout=30).json()
+    assert [(e["auth"], e["status"], e["force_use_session"]) for e in log] == [
+        ("cookie", 200, True),
+        ("none", 401, True),
+        ("cookie", 200, True),
+        ("none", 401, True),
+        ("cookie", 200, False),
+        ("none", 302, False),
+        ("cookie", 200, False),
+        ("none", 302, False),
+    ]
 
 
 def test_the_request_log_since_and_clear(emulator: EmbeddedEmulator) -> None:

@@ -22,7 +22,7 @@ import requests
 
 from creatio_attach.emulator import EmbeddedEmulator, EmulatorOptions
 
-LISTENING = re.compile(r"^listening on (http://127\.0\.0\.1:(\d+))$")
+LISTENING = re.compile(r"^listening on (https?://127\.0\.0\.1:(\d+))$")
 FORCE = {"ForceUseSession": "true"}
 
 
@@ -103,6 +103,7 @@ def test_the_command_says_where_it_listens_and_stops_cleanly(
 ) -> None:
     c = run(cli, "--data", str(tmp_path / "data"))
     url = c.wait_listening()
+    assert url.startswith("http://")  # https only with --tls-cert/--tls-key (test_tls.py)
     s = login(url)
     assert s.get(url + "/0/odata/Case?$top=1").status_code == 200
     code, out, err = c.stop(signum)
@@ -156,6 +157,35 @@ def test_options_reach_the_server(cli: list[Cli], tmp_path: Path) -> None:
     assert "seed=3" in err  # printed so that a failing run can be replayed
 
 
+def test_max_file_bytes_reaches_both_upload_routes(cli: list[Cli]) -> None:
+    c = run(cli, "--max-file-bytes", "100")
+    url = c.wait_listening()
+    s = login(url)
+    case_id = str(uuid.uuid4())
+    assert s.post(url + "/0/odata/Case", json={"Id": case_id}).status_code == 201
+    f = s.post(url + "/0/odata/CaseFile", json={"Name": "a.bin", "CaseId": case_id}).json()
+    data = f"{url}/0/odata/CaseFile({f['Id']})/Data"
+    octets = {"Content-Type": "application/octet-stream"}
+    assert s.put(data, data=b"x" * 101, headers=octets).status_code == 413
+    assert s.put(data, data=b"x" * 100, headers=octets).status_code == 200
+    chunk = s.post(
+        url + "/0/rest/FileApiService/UploadFile",
+        params={
+            "fileId": str(uuid.uuid4()),
+            "totalFileLength": "101",
+            "mimeType": "application/octet-stream",
+            "fileName": "b.bin",
+            "columnName": "Data",
+            "entitySchemaName": "CaseFile",
+        },
+        data=b"y" * 101,
+        headers={**octets, "Content-Range": "bytes 0-100/101"},
+    )
+    assert chunk.status_code == 200
+    assert chunk.json()["errorInfo"]["errorCode"] == "FileSizeLimitExceeded", chunk.text
+    assert c.stop()[0] == 0
+
+
 @pytest.mark.parametrize(
     ("args", "hint"),
     [
@@ -164,6 +194,8 @@ def test_options_reach_the_server(cli: list[Cli], tmp_path: Path) -> None:
         (["--oauth-client", "justanid"], "--oauth-client"),
         (["--schema", "Realty"], "--schema"),
         (["--runtime", "mono"], "--runtime"),
+        (["--max-file-bytes", "0"], "--max-file-bytes"),
+        (["--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"], "--tls-"),
     ],
 )
 def test_bad_options_exit_2_without_echoing_secrets(args: list[str], hint: str) -> None:
@@ -204,6 +236,9 @@ def test_help_shows_no_secret() -> None:
     )
     assert r.returncode == 0
     assert "--faults" in r.stdout
+    assert "--tls-cert FILE" in r.stdout and "--tls-key FILE" in r.stdout
+    # contract 8.6: the file size limit defaults to 2 GB - 1
+    assert re.search(r"--max-file-bytes.*\[default:\s+2147483647", r.stdout, re.DOTALL)
     assert "attach-secret" not in r.stdout
     assert "Supervisor:Supervisor" not in r.stdout
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import ssl
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -148,11 +149,29 @@ def _names_request_error(message: str | None) -> bool:
     return message is not None and any(m in message for m in REQUEST_ERROR_MARKERS)
 
 
+def _tls_detail(exc: BaseException) -> str:
+    """Why certificate verification failed, found in the chain under requests' SSLError."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return f"certificate verify failed: {seen.verify_message}"
+        candidates = (
+            getattr(seen, "reason", None),
+            seen.args[0] if seen.args else None,
+            seen.__cause__,
+            seen.__context__,
+        )
+        seen = next((c for c in candidates if isinstance(c, BaseException)), None)
+    return type(exc).__name__
+
+
 def error_from_exception(exc: requests.exceptions.RequestException, what: str) -> CreatioError:
     """The project error for a failure before any answer arrived."""
     if isinstance(exc, requests.exceptions.SSLError):
         return CreatioUnavailable(
-            f"TLS failed on {what}: {type(exc).__name__}",
+            f"TLS failed on {what}: {_tls_detail(exc)}",
             hint="check verify_tls / ca_bundle, or the server's certificate",
         )
     if isinstance(exc, requests.exceptions.Timeout):

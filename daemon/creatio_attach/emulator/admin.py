@@ -3,7 +3,9 @@
 No authentication, no faults, no body limit and no entry in the request log. Endpoints:
 
 - `GET /__emulator__/health` -> `{"ok": true}`
-- `GET /__emulator__/requests[?since=<seq>]` -> the request log; `DELETE` clears it
+- `GET /__emulator__/requests[?since=<seq>]` -> the request log (entries include `auth`,
+  `csrf_header` and `force_use_session`: whether `ForceUseSession: true` was sent);
+  `DELETE` clears it
 - `POST /__emulator__/reset` -> all records and blobs deleted, sessions/tokens ended, log cleared
 - `GET /__emulator__/files` -> every stored file record with its size and SHA-256
 - `POST /__emulator__/records/{Entity}` -> insert a JSON object (answer: the row) or a list

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from creatio_attach.emulator.options import (
+    DEFAULT_MAX_FILE_BYTES,
     DEFAULT_OAUTH_CLIENTS,
     DEFAULT_USERS,
     RUNTIMES,
@@ -99,6 +100,26 @@ def _pairs(values: tuple[str, ...], option: str, what: str) -> dict[str, str]:
     help="Larger request bodies get 413 (IIS's default limit).",
 )
 @click.option(
+    "--max-file-bytes",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_FILE_BYTES,
+    show_default=True,
+    help="Largest file content accepted: larger gets 413 on PUT .../Data and "
+    "FileSizeLimitExceeded from FileApiService.",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Serve HTTPS with this PEM certificate (chain); needs --tls-key.",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="The PEM private key (unencrypted) of --tls-cert.",
+)
+@click.option(
     "--faults",
     metavar="SPEC",
     help="Fault injection, e.g. 'seed=7; 503@p=0.1; drop@every=7:after=64k; "
@@ -115,6 +136,9 @@ def emulator_command(
     session_idle: float,
     token_lifetime: float,
     max_request_bytes: int,
+    max_file_bytes: int,
+    tls_cert: Path | None,
+    tls_key: Path | None,
     faults: str | None,
 ) -> None:
     """Run the Creatio emulator (a local stand-in for Creatio) until Ctrl-C or SIGTERM."""
@@ -126,6 +150,11 @@ def emulator_command(
             raise click.BadParameter(
                 f"{name!r} is not a custom object name like UsrRealty", param_hint="--schema"
             )
+    if (tls_cert is None) != (tls_key is None):
+        raise click.BadParameter(
+            "--tls-cert and --tls-key go together: give both or neither",
+            param_hint="--tls-cert" if tls_cert is None else "--tls-key",
+        )
     if faults:
         try:
             FaultPlan.parse(faults)
@@ -146,12 +175,17 @@ def emulator_command(
         session_idle=session_idle,
         token_lifetime=token_lifetime,
         max_request_bytes=max_request_bytes,
+        max_file_bytes=max_file_bytes,
         faults=faults,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
-    from creatio_attach.emulator.server import run_foreground
+    from creatio_attach.emulator.server import EmulatorStartError, run_foreground
 
     try:
         code = run_foreground(options)
+    except EmulatorStartError as exc:
+        raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}"

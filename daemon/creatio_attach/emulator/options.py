@@ -16,6 +16,8 @@ RUNTIMES: tuple[Runtime, ...] = ("netframework", "netcore")
 
 DEFAULT_USERS: Mapping[str, str] = {"Supervisor": "Supervisor"}
 DEFAULT_OAUTH_CLIENTS: Mapping[str, str] = {"attach": "attach-secret"}
+#: contract section 8.6: "a configurable max size (default 2 GB - 1)"
+DEFAULT_MAX_FILE_BYTES = 2**31 - 1
 
 
 def _default_users() -> Mapping[str, str]:
@@ -30,7 +32,8 @@ def _default_clients() -> Mapping[str, str]:
 class EmulatorOptions:
     """Everything the emulator can be told at start.
 
-    ``repr`` hides the passwords and client secrets (only names are shown).
+    ``repr`` hides the passwords and client secrets (only names are shown). With `tls_cert` and
+    `tls_key` (PEM files; both or neither) the emulator serves HTTPS instead of HTTP.
     """
 
     host: str = "127.0.0.1"
@@ -43,8 +46,10 @@ class EmulatorOptions:
     session_idle: float = 1200.0
     token_lifetime: float = 3600.0
     max_request_bytes: int = 30_000_000
-    max_file_bytes: int = 2**31 - 1
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     faults: str | None = None
+    tls_cert: Path | None = None  # PEM certificate (chain), server certificate first
+    tls_key: Path | None = None  # PEM private key of that certificate, unencrypted
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
@@ -55,6 +60,13 @@ class EmulatorOptions:
             raise ValueError("max_request_bytes and max_file_bytes must be positive")
         if not self.users:
             raise ValueError("at least one user is needed")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both or neither")
+
+    @property
+    def scheme(self) -> str:
+        """The URL scheme: https with a TLS certificate, else http."""
+        return "https" if self.tls_cert is not None else "http"
 
     @property
     def workspace_prefix(self) -> str:

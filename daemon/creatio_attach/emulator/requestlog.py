@@ -3,7 +3,9 @@
 Counts request and response bytes as they pass (nothing is buffered), so it is safe on 2 GiB
 uploads. `/__emulator__/` requests are not recorded. Entries never hold header values, cookies or
 bodies: only method, path, query, status, request Content-Type, byte counts, duration, the kind of
-authentication offered and whether a `BPMCSRF` header was present.
+authentication offered (`auth`), whether a `BPMCSRF` header was present (`csrf_header`) and
+whether the request said `ForceUseSession: true` (`force_use_session`; any other value, or no
+such header, is false: exactly what decides 401 versus a 302 to the login page).
 
 Must not import anything from the rest of `creatio_attach`.
 """
@@ -38,6 +40,7 @@ class RequestEntry:
     duration_ms: float
     auth: AuthKind
     csrf_header: bool
+    force_use_session: bool
 
 
 class RequestLog:
@@ -83,6 +86,11 @@ def offered_auth(headers: Headers) -> AuthKind:
     return "none"
 
 
+def forces_session(headers: Headers) -> bool:
+    """`ForceUseSession: true` (case-insensitive, as the authentication middleware reads it)."""
+    return headers.get("forceusesession", "").strip().lower() == "true"
+
+
 class RequestLogMiddleware:
     """Records each request outside `/__emulator__/` when it finishes (or fails)."""
 
@@ -125,4 +133,5 @@ class RequestLogMiddleware:
                 duration_ms=round((time.perf_counter() - started) * 1000.0, 3),
                 auth=offered_auth(headers),
                 csrf_header="bpmcsrf" in headers,
+                force_use_session=forces_session(headers),
             )

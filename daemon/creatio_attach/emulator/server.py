@@ -1,9 +1,12 @@
 """Runs the emulator: uvicorn in a background thread (`EmbeddedEmulator`) and the foreground runner.
 
 `EmbeddedEmulator` binds its socket itself (so port 0 gives a free port known before start),
-serves until `stop()`, and removes the temporary data directory it made. `run_foreground` is
-what `creatio-attach emulator` calls: it prints `listening on http://HOST:PORT` once connections
-are accepted and returns 0 after SIGINT or SIGTERM.
+serves until `stop()`, and removes the temporary data directory it made. With a TLS certificate
+and key in the options it serves HTTPS (uvicorn's `ssl_certfile`/`ssl_keyfile`), and `url` starts
+with `https://`; the pair is loaded once before anything starts, so a bad file is one clear
+`EmulatorStartError`. `run_foreground` is what `creatio-attach emulator` calls: it prints
+`listening on http://HOST:PORT` (or `https://`) once connections are accepted and returns 0 after
+SIGINT or SIGTERM.
 
 Must not import anything from the rest of `creatio_attach`.
 """
@@ -14,13 +17,14 @@ import contextlib
 import shutil
 import signal
 import socket
+import ssl
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import uvicorn
 
@@ -53,13 +57,56 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _refuse_password() -> str:
+    # Without a callback OpenSSL would prompt on the terminal for an encrypted key and hang.
+    raise EmulatorStartError("the TLS key is encrypted; give an unencrypted PEM key")
+
+
+def check_tls_files(cert: Path, key: Path) -> None:
+    """Load the certificate and key as uvicorn will; `EmulatorStartError` names what is wrong."""
+    for path in (cert, key):
+        if not path.is_file():
+            raise EmulatorStartError(f"cannot read the TLS file {path}: no such file")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key, password=_refuse_password)
+    except ssl.SSLError as exc:
+        reason = exc.reason or type(exc).__name__
+        raise EmulatorStartError(
+            f"cannot use the TLS certificate {cert} with the key {key}: {reason} "
+            "(both must be PEM files, and the key must belong to the certificate)"
+        ) from None
+    except OSError as exc:
+        raise EmulatorStartError(
+            f"cannot read the TLS files {cert} and {key}: {exc.strerror or type(exc).__name__}"
+        ) from None
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that a stop cuts idle TLS connections instead of closing them.
+
+    Closing a TLS connection politely waits for the peer's close_notify, which an idle
+    keep-alive client (a pooled `requests` connection) never sends: every stop would wait out
+    the whole graceful timeout and log an error. Plain HTTP connections close at once anyway.
+    """
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.config.is_ssl:
+            for connection in list(self.server_state.connections):
+                cycle: Any = getattr(connection, "cycle", None)  # h11 protocol internals
+                transport: Any = getattr(connection, "transport", None)
+                if transport is not None and (cycle is None or cycle.response_complete):
+                    transport.abort()
+        await super().shutdown(sockets)
+
+
 class EmbeddedEmulator:
     """The emulator on a real socket, served by uvicorn in a daemon thread."""
 
     def __init__(self, options: EmulatorOptions | None = None) -> None:
         self.options = options or EmulatorOptions()
         self._app: EmulatorApp | None = None
-        self._server: uvicorn.Server | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
         self._temp_dir: Path | None = None
@@ -90,6 +137,8 @@ class EmbeddedEmulator:
         from creatio_attach.emulator.app import build_app
 
         options = self.options
+        if options.tls_cert is not None and options.tls_key is not None:
+            check_tls_files(options.tls_cert, options.tls_key)
         if options.data_dir is None:
             self._temp_dir = Path(tempfile.mkdtemp(prefix="creatio-emulator-"))
             self.data_dir = self._temp_dir
@@ -104,7 +153,7 @@ class EmbeddedEmulator:
             raise
         self.port = int(self._sock.getsockname()[1])
         host = f"[{options.host}]" if ":" in options.host else options.host
-        self.url = f"http://{host}:{self.port}"
+        self.url = f"{options.scheme}://{host}:{self.port}"
         self.ws_url = self.url + options.workspace_prefix
         self.odata_url = self.ws_url + "/odata"
 
@@ -118,8 +167,10 @@ class EmbeddedEmulator:
             limit_concurrency=None,
             timeout_graceful_shutdown=5,
             server_header=False,
+            ssl_certfile=options.tls_cert,
+            ssl_keyfile=options.tls_key,
         )
-        self._server = uvicorn.Server(config)
+        self._server = _Server(config)
         sock = self._sock
         server = self._server
         self._thread = threading.Thread(
