@@ -25,6 +25,7 @@ from creatio_attach.journal import (
     MIGRATIONS,
     SCHEMA_VERSION,
     TRANSITIONS,
+    Claim,
     ErrorNote,
     FileRow,
     Journal,
@@ -689,7 +690,7 @@ def test_a_version_1_journal_is_migrated_keeping_its_rows(tmp_path: Path) -> Non
         assert (row.path, row.record_id, row.metadata) == ("SR1.pdf", "rid-1", {})
         assert j.pending_submissions() == []
     check = sqlite3.connect(tmp_path / JOURNAL_FILE)
-    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     check.close()
 
 
@@ -764,3 +765,143 @@ def test_status_opens_a_state_dir_whose_name_looks_like_a_uri(tmp_path: Path) ->
         add(j)
     with Journal.open_readonly(state) as reader:
         assert reader.counts() == {"cases": {"seen": 1}}
+
+
+# -- the per-file write path: few statements, one durable commit (performance, issue 4) --------
+
+
+def _target_and_claim(
+    j: Journal, row: FileRow, *, parent: str = CASE_A, now: float = T0 + 2
+) -> tuple[str | None, Claim]:
+    return j.target_and_claim(
+        row.id,
+        now=now,
+        target="CaseFile",
+        parent_schema="Case",
+        parent_id=parent,
+        record_name=row.path,
+        matched_by="sidecar",
+    )
+
+
+def test_target_and_claim_is_one_durable_commit_holding_target_and_record_id(
+    journal: Journal,
+) -> None:
+    row = journal.mark_ready(add(journal).id, now=T0 + 1, sha256=SHA, mime="application/pdf")
+    statements: list[str] = []
+    journal._conn.set_trace_callback(statements.append)
+    released, claim = _target_and_claim(journal, row)
+    journal._conn.set_trace_callback(None)
+    assert [s for s in statements if s.startswith(("PRAGMA", "BEGIN", "COMMIT"))] == [
+        "PRAGMA synchronous = FULL",
+        "BEGIN IMMEDIATE",
+        "COMMIT",
+        "PRAGMA synchronous = NORMAL",
+    ]
+    assert released is None and claim.outcome == "claimed" and claim.record_id
+    stored = journal.get(row.id)
+    assert claim.row == stored
+    assert (stored.state, stored.record_id, stored.target, stored.parent_id, stored.matched_by) == (
+        State.UPLOADING,
+        claim.record_id,
+        "CaseFile",
+        CASE_A,
+        "sidecar",
+    )
+
+
+def test_target_and_claim_releases_the_id_claimed_for_another_parent(journal: Journal) -> None:
+    row = journal.mark_ready(add(journal).id, now=T0 + 1, sha256=SHA, mime="application/pdf")
+    _, first = _target_and_claim(journal, row)
+    journal.mark_retry(row.id, now=T0 + 3, next_attempt_at=T0 + 4, error=ERR)
+    _, same = _target_and_claim(journal, row, now=T0 + 5)
+    assert same.record_id == first.record_id  # same parent: the Id is kept
+    journal.mark_retry(row.id, now=T0 + 6, next_attempt_at=T0 + 7, error=ERR)
+    released, moved = _target_and_claim(journal, row, parent=CASE_B, now=T0 + 8)
+    assert released == first.record_id
+    assert moved.record_id not in (None, first.record_id)
+    assert journal.get(row.id).attempts == 2
+
+
+def test_target_and_claim_skips_duplicates_and_waits_for_a_busy_twin(journal: Journal) -> None:
+    first = journal.mark_ready(add(journal).id, now=T0 + 1, sha256=SHA)
+    again = journal.mark_ready(add(journal).id, now=T0 + 1, sha256=SHA)
+    assert _target_and_claim(journal, first)[1].outcome == "claimed"
+    _, busy = _target_and_claim(journal, again)
+    assert busy.outcome == "busy" and busy.original is not None and busy.original.id == first.id
+    assert busy.row is not None and busy.row.state is State.READY
+    assert journal.get(again.id).target == "CaseFile"  # the target is stored all the same
+    journal.mark_uploaded(first.id, now=T0 + 3)
+    _, dup = _target_and_claim(journal, again, now=T0 + 4)
+    assert dup.outcome == "duplicate" and dup.row == journal.get(again.id)
+    assert (dup.row.state, dup.row.duplicate_of) == (State.DUPLICATE, first.id)
+
+
+def test_target_and_claim_refuses_a_row_that_is_not_waiting(journal: Journal) -> None:
+    seen = add(journal)
+    with pytest.raises(JournalError, match="target is fixed"):
+        _target_and_claim(journal, seen)
+    assert journal.get(seen.id) == seen
+
+
+def test_a_transition_is_one_update_without_reading_the_row_again(journal: Journal) -> None:
+    row = drive(journal, State.UPLOADING)
+    statements: list[str] = []
+    journal._conn.set_trace_callback(statements.append)
+    done = journal.mark_uploaded(row.id, now=T0 + 3)
+    journal._conn.set_trace_callback(None)
+    assert [s.split()[0] for s in statements] == ["BEGIN", "UPDATE", "COMMIT"]
+    assert done == journal.get(row.id) and done.state is State.UPLOADED
+    # a refused move still says what the row is
+    with pytest.raises(JournalError, match="cannot go from uploaded to ready"):
+        journal.requeue(row.id, now=T0 + 4)
+    assert journal.get(row.id) == done
+
+
+def test_waiting_transitions_count_attempts_in_sql(journal: Journal) -> None:
+    row = drive(journal, State.READY)
+    for n in range(1, 4):
+        got = journal.mark_unmatched(
+            row.id, now=T0 + n, next_attempt_at=T0 + 10 * n, give_up_at=T0 + 100 * n, error=ERR
+        )
+        assert (got.attempts, got.give_up_at, got.state) == (n, T0 + 100, State.UNMATCHED)
+    got = journal.mark_retry(row.id, now=T0 + 5, next_attempt_at=T0 + 50, error=ERR)
+    assert (got.attempts, got.last_error) == (4, ERR)
+
+
+def test_set_location_records_the_final_path_only_for_finished_files(journal: Journal) -> None:
+    waiting = drive(journal, State.UNMATCHED)
+    moved = journal.set_location(waiting.id, now=T0 + 5, location="/srv/.unmatched/a b.pdf")
+    assert (moved.location, moved.final_path) == ("/srv/.unmatched/a b.pdf", None)
+    failed = drive(journal, State.FAILED)
+    moved = journal.set_location(failed.id, now=T0 + 5, location="/srv/.failed/\udcff.pdf")
+    assert moved.location == moved.final_path == "/srv/.failed/\udcff.pdf"
+    with pytest.raises(JournalError, match="no file #999999"):
+        journal.set_location(999_999, now=T0, location="/x")
+
+
+def test_a_version_2_journal_gets_the_index_for_pending_submissions(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / JOURNAL_FILE, isolation_level=None)
+    MIGRATIONS[0](conn)  # exactly what version 2 of creatio-attach created
+    MIGRATIONS[1](conn)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute(
+        "INSERT INTO submissions (inbox, path, metadata, submitted_at) VALUES"
+        " ('recordings', ?, '{\"uniqueid\": \"1.2\"}', 5.0)",
+        (b"/spool/1.2.wav",),
+    )
+    conn.close()
+    with Journal.open(tmp_path) as j:
+        [sub] = j.pending_submissions()
+        assert (sub.path, sub.metadata) == ("/spool/1.2.wav", {"uniqueid": "1.2"})
+        plan = j._conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM submissions WHERE taken_at IS NULL"
+            " ORDER BY id LIMIT 100"
+        ).fetchall()
+        assert "submissions_untaken" in " ".join(str(step[3]) for step in plan)
+        j.take_submission(sub.id, now=6.0, file_id=None)
+        assert j.pending_submissions() == []
+    check = sqlite3.connect(tmp_path / JOURNAL_FILE)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    check.close()

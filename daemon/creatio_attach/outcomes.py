@@ -10,6 +10,7 @@ subprocess).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
     from creatio_attach.journal import Journal
 
 log = structlog.get_logger(component="engine")
+#: the standard library logger structlog's ``filter_by_level`` consults for this module
+_stdlib_log = logging.getLogger(__name__)
 
 #: the states a file waits in for a worker
 WAITING = (State.READY, State.RETRY_WAIT, State.UNMATCHED)
@@ -86,6 +89,8 @@ class Outcomes:
     # -- helpers -----------------------------------------------------------------------------
 
     def _event(self, event: str, row: FileRow, level: str = "info", **extra: Any) -> None:
+        if level == "debug" and not _stdlib_log.isEnabledFor(logging.DEBUG):
+            return  # two per file: not even built (structlog binds a logger on every call)
         fields: dict[str, Any] = {
             "inbox": row.inbox,
             "file": row.path,

@@ -12,7 +12,6 @@ Policy only: files, type detection, Creatio and the clock are reached through th
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,39 +202,29 @@ class Pipeline(Outcomes):
             self.fail(row, ErrorNote.from_exception(exc))
             return
         self.observer.creatio_contact(True)
-        now = self.clock.now()
-        released = self.journal.set_target(
+        # the target and the record Id claim: one durable commit before the create call
+        released, claim = self.journal.target_and_claim(
             row.id,
-            now=now,
+            now=self.clock.now(),
             target=target.file_object,
             parent_schema=target.parent_schema,
             parent_id=target.parent_id,
             record_name=target.name,
             matched_by=target.matched_by,
+            skip_duplicates=policy.duplicates == "skip",
         )
         if released and row.target:
             self._discard(row.target, released)
-        claim = self.journal.claim_upload(
-            row.id, now=self.clock.now(), skip_duplicates=policy.duplicates == "skip"
-        )
+        assert claim.row is not None
         if claim.outcome == "duplicate":
-            self._duplicate(self.journal.get(row.id), policy, claim.original)
+            self._duplicate(claim.row, policy, claim.original)
             return
         if claim.outcome == "busy":
             note = ErrorNote("twin_uploading", "the same content is being uploaded right now")
             now = self.clock.now()
             self.journal.mark_retry(row.id, now=now, next_attempt_at=now + TWIN_WAIT, error=note)
             return
-        claimed = dataclasses.replace(
-            row,
-            state=State.UPLOADING,
-            record_id=claim.record_id,
-            target=target.file_object,
-            parent_schema=target.parent_schema,
-            parent_id=target.parent_id,
-            record_name=target.name,
-        )
-        self.upload(claimed, snap)
+        self.upload(claim.row, snap)
 
     def _check_rules(self, policy: InboxPolicy, detected: Detection, row: FileRow) -> None:
         mime = detected.mime

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
+import http.server
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -275,3 +279,93 @@ def test_a_file_that_shrinks_while_uploading_fails_and_leaves_no_record(
     with pytest.raises(FileUnreadable, match="got shorter"):
         client.upload(growing, Target.for_file_object("CaseFile", case_id), progress=truncate)
     assert stored_files(emulator) == []
+
+
+class _Proxy(http.server.ThreadingHTTPServer):
+    """A forwarding HTTP proxy on 127.0.0.1 that remembers what passed through it."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        self.seen: list[tuple[str, str]] = []
+        self.thread = threading.Thread(target=self.serve_forever, name="proxy", daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        self.thread.join(5)
+
+
+class _ProxyHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Proxy
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _forward(self) -> None:
+        target = urlsplit(self.path)  # a proxy is sent the absolute URL
+        self.server.seen.append((self.command, target.path))
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        hop = {"proxy-connection", "connection", "keep-alive", "transfer-encoding"}
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in hop}
+        upstream = http.client.HTTPConnection(target.hostname or "", target.port, timeout=30)
+        try:
+            path = target.path + (f"?{target.query}" if target.query else "")
+            upstream.request(self.command, path, body=body or None, headers=headers)
+            answer = upstream.getresponse()
+            data = answer.read()
+            self.send_response(answer.status)
+            for name, value in answer.getheaders():
+                if name.lower() not in hop | {"content-length"}:
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        finally:
+            upstream.close()
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _forward
+
+
+@pytest.fixture
+def proxy() -> Iterator[_Proxy]:
+    server = _Proxy()
+    yield server
+    server.stop()
+
+
+def test_a_proxy_from_the_environment_is_read_once_when_the_client_starts(
+    emulator: EmbeddedEmulator,
+    client_for: Callable[..., CreatioClient],
+    corpus_by_name: dict[str, CorpusFile],
+    proxy: _Proxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    item = corpus_by_name["filetype-fixture.docx"]
+    case_id = seed(emulator, "Case", Number="SR00000077")
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    client = client_for(emulator)
+    # changed after the start: not read again (the session took its proxies when it was made)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    result = client.upload(item.path, Target.for_file_object("CaseFile", case_id))
+    assert result.sha256 == item.sha256
+    methods = [method for method, _ in proxy.seen]
+    assert methods.count("PUT") == 1 and "POST" in methods and "GET" in methods
+    assert any(path.endswith("/Data") for _, path in proxy.seen)
+
+    # NO_PROXY naming the site: the proxy is not used at all
+    before = len(proxy.seen)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    direct = client_for(emulator)
+    assert direct.upload(item.path, Target.for_file_object("CaseFile", case_id)).bytes == item.size
+    assert len(proxy.seen) == before

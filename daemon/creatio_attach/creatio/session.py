@@ -6,12 +6,22 @@ headers (all login cookies + ``BPMCSRF`` + ``ForceUseSession: true``, or a beare
 never follows redirects, and turns an ended session (401, or a 3xx to the login page) into
 exactly ONE re-login shared by all threads (single-flight on a generation counter) before
 repeating the request once. No retries of data calls here (see ``retry.py``).
+
+The environment is read ONCE, when the connection is made, not on every request:
+``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` and ``NO_PROXY`` (either case, requests' rules)
+become the session's ``proxies`` for the site (and, for OAuth, the identity service's own),
+``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` its CA bundle (only when ``ca_bundle`` is not set and
+``verify_tls`` is on), and ``trust_env`` is off: requests would otherwise scan the whole
+environment twice per request. A proxy variable changed later needs a restart, like every
+``[creatio]`` setting. Each call is prepared here and sent with the session's settings as they
+are (``Session.request`` would merge its empty cookie jar, auth and settings again every time).
 Imports ``requests``; must not import the upload/query modules.
 """
 
 from __future__ import annotations
 
 import http.cookiejar
+import os
 import threading
 import time
 import urllib.request
@@ -23,6 +33,7 @@ from urllib.parse import urlsplit
 import requests
 import structlog
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 
 from creatio_attach.config import CreatioSettings
 from creatio_attach.errors import (
@@ -65,7 +76,16 @@ class AuthState:
     expires_at: float | None = None  # monotonic; tokens only
     refresh_at: float | None = None
 
+    _headers: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
+
     def headers(self) -> dict[str, str]:
+        """The auth headers of this login (built once: the state is immutable). A copy."""
+        if self._headers is None:
+            object.__setattr__(self, "_headers", self._build_headers())
+        assert self._headers is not None
+        return dict(self._headers)
+
+    def _build_headers(self) -> dict[str, str]:
         if self.kind == "oauth2":
             return {"Authorization": f"Bearer {self.token}"}
         headers = {
@@ -91,6 +111,21 @@ class _NoNetrc(requests.auth.AuthBase):
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         return r
+
+
+def environment_proxies(url: str) -> dict[str, str]:
+    """The proxies requests would take from the environment for ``url`` (``HTTPS_PROXY``,
+    ``HTTP_PROXY``, ``ALL_PROXY``, lower case first; none when ``NO_PROXY`` covers its host),
+    read now, once. The same rules as requests with ``trust_env``, minus the per-request cost."""
+    return dict(requests.utils.get_environ_proxies(url, no_proxy=None))
+
+
+def environment_verify(verify: bool | str) -> bool | str:
+    """With TLS verification on and no ``ca_bundle``: ``REQUESTS_CA_BUNDLE``, then
+    ``CURL_CA_BUNDLE``, as requests with ``trust_env`` would (read once)."""
+    if verify is True:
+        return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    return verify
 
 
 def default_token_url(url: str) -> str:
@@ -124,7 +159,10 @@ class Connection:
         self.session.mount("http://", adapter)
         self.session.auth = _NoNetrc()
         self.session.cookies.set_policy(_KeepNoCookies())
-        self.session.verify = (
+        # the environment is read here, once; see the module docstring
+        self.session.trust_env = False
+        self.session.proxies = environment_proxies(self.root)
+        self.session.verify = environment_verify(
             str(settings.ca_bundle) if settings.ca_bundle is not None else settings.verify_tls
         )
         self.session.headers["User-Agent"] = "creatio-attach"
@@ -249,9 +287,13 @@ class Connection:
         url = settings.token_url or default_token_url(self.root)
         what = where("POST", url)
         started = time.monotonic()
+        # the identity service may be another host, with proxy rules of its own (None unsets)
+        proxies: dict[str, str | None] = dict.fromkeys(self.session.proxies)
+        proxies.update(environment_proxies(url))
         try:
             response = self.session.post(
                 url,
+                proxies=proxies,  # type: ignore[arg-type]
                 data={
                     "grant_type": "client_credentials",
                     "client_id": settings.client_id,
@@ -393,17 +435,20 @@ class Connection:
         stream: bool,
         what: str,
     ) -> requests.Response:
-        merged = {"Accept": "application/json", **(headers or {}), **state.headers()}
+        merged = CaseInsensitiveDict(self.session.headers)
+        merged.update({"Accept": "application/json", **(headers or {}), **state.headers()})
         data = body() if callable(body) else body
         try:
-            return self.session.request(
-                method,
-                url,
-                data=data,
-                headers=merged,
+            # what Session.request does, minus re-merging settings that never change
+            prepared = requests.Request(method, url, headers=merged, data=data).prepare()
+            return self.session.send(
+                prepared,
                 timeout=self.timeout,
                 allow_redirects=False,
                 stream=stream,
+                verify=self.session.verify,
+                proxies=self.session.proxies,
+                cert=self.session.cert,
             )
         except requests.exceptions.RequestException as exc:
             raise error_from_exception(exc, what) from None

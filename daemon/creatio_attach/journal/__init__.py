@@ -31,9 +31,9 @@ States and transitions (``TRANSITIONS`` enforces them; anything else raises Jour
 ``uploading -> seen`` and ``uploaded -> seen`` mean the file changed while it was being uploaded:
 it settles again and is uploaded onto the SAME record (the record Id is kept).
 
-Crash safety: ``claim_upload``/``claim_record_id`` generate the record Id (uuid4), store it and
-commit with ``synchronous=FULL`` before returning, so the Id survives even a power cut; the
-caller only then asks Creatio to create the record with that Id. After any crash
+Crash safety: ``claim_upload``/``claim_record_id``/``target_and_claim`` generate the record Id
+(uuid4), store it and commit with ``synchronous=FULL`` before returning, so the Id survives even
+a power cut; the caller only then asks Creatio to create the record with that Id. After any crash
 ``in_flight()`` lists the rows in ``uploading``/``uploaded``: the daemon completes an existing
 record or creates the missing one with the same Id. Every other commit uses ``synchronous=NORMAL``
 (WAL): durable against a killed process, and at worst the last transitions are lost on power
@@ -56,7 +56,7 @@ The package, one job per module (sqlite3 is imported by ``schema``, ``store``, `
     schema       the tables, MIGRATIONS, user_version/application_id checks
     codec        SQL values <-> rows (paths as fsencoded bytes, JSON columns)
     store        the connection, its lock and pragmas, write transactions, error translation
-    lifecycle    add, set_target, claim_upload, mark_*, requeue, retry_failed, prune
+    lifecycle    add, set_target, claim_upload, target_and_claim, mark_*, requeue, prune
     queries      due, in_flight, by_state, counts, recent, failures, matched_by_counts
     submissions  submit, pending_submissions, take_submission, set_metadata
     journal      Journal = Lifecycle + Queries + Submissions over Store

@@ -17,6 +17,8 @@ from .states import State
 
 COLUMNS = tuple(f.name for f in dataclasses.fields(FileRow))
 SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM files"  # noqa: S608 - our column names
+#: appended to an UPDATE of one row: the row as it is after the change, in ``COLUMNS`` order
+RETURNING = " RETURNING " + ", ".join(COLUMNS)
 PATH_COLUMNS = frozenset({"path", "source_path", "location", "final_path"})
 
 

@@ -1,9 +1,10 @@
 """A file's life in the journal: record it, target it, claim its record Id, move it along.
 
 Every method here is one short write transaction that goes through ``Store._transition``, so
-the state table in ``states`` is enforced on each step; ``claim_upload`` is the only durable
-(``synchronous=FULL``) commit. Imports sqlite3 (a transaction's connection is passed between
-steps); from the project only ``errors``.
+the state table in ``states`` is enforced on each step (in the UPDATE's WHERE: one statement per
+step, the row coming back through RETURNING); ``claim_upload``/``target_and_claim`` are the only
+durable (``synchronous=FULL``) commits. Imports sqlite3 (a transaction's connection is
+passed between steps); from the project only ``errors``.
 """
 
 from __future__ import annotations
@@ -15,10 +16,17 @@ from typing import Any
 
 from creatio_attach.errors import JournalError
 
-from .codec import SELECT, decode_row, encode_path
+from .codec import RETURNING, SELECT, decode_row, encode_path
 from .rows import Claim, Disposition, ErrorNote, FileRow, RetryResult
 from .states import State
-from .store import Store, translate_error
+from .store import Raw, Store, translate_error
+
+_COLUMNS_IN = (
+    "inbox, path, source_path, location, size, mtime_ns, inode, state, created_at, updated_at"
+)
+_CONFLICT = " ON CONFLICT (inbox, path, size, mtime_ns, inode) DO NOTHING"
+_VALUES = " VALUES (?, ?, ?, ?, ?, ?, ?, 'seen', ?, ?)"
+_INSERT = f"INSERT INTO files ({_COLUMNS_IN}){_VALUES}{_CONFLICT}{RETURNING}"
 
 
 class Lifecycle(Store):
@@ -44,19 +52,21 @@ class Lifecycle(Store):
         """
         key = (inbox, encode_path(path), size, mtime_ns, inode)
         with self._write() as conn:
-            cursor = conn.execute(
-                "INSERT INTO files (inbox, path, source_path, location, size, mtime_ns, inode,"
-                " state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'seen', ?, ?)"
-                " ON CONFLICT (inbox, path, size, mtime_ns, inode) DO NOTHING",
+            # the new row comes back through RETURNING, none on a conflict
+            inserted = conn.execute(
+                _INSERT,
                 (*key[:2], encode_path(source_path), encode_path(source_path), *key[2:], now, now),
-            )
-            created = cursor.rowcount == 1
+            ).fetchall()
+            if inserted:
+                return decode_row(inserted[0]), True
             found = conn.execute(
                 SELECT + " WHERE inbox = ? AND path = ? AND size = ? AND mtime_ns = ?"
                 " AND inode = ?",
                 key,
             ).fetchone()
-            return decode_row(found), created
+            if found is None:  # pruned between the two statements: record it again
+                raise JournalError(f"file {path!r} vanished from the journal", path=str(self.path))
+            return decode_row(found), False
 
     def get(self, file_id: int) -> FileRow:
         with self._lock:
@@ -93,23 +103,21 @@ class Lifecycle(Store):
     ) -> FileRow:
         """The file grew or was rewritten while ``seen``: record its new size/mtime/inode."""
         with self._write() as conn:
-            row = self._get(conn, file_id)
-            if row.state is not State.SEEN:
+            stat = dict(size=size, mtime_ns=mtime_ns, inode=inode)
+            found = self._update(conn, file_id, now, (State.SEEN,), **stat)
+            if found is None:
                 raise JournalError(
-                    f"file #{file_id} is {row.state}; only a seen file's stat can change here",
+                    f"file #{file_id} is {self._get(conn, file_id).state}; only a seen file's"
+                    " stat can change here",
                     path=str(self.path),
                 )
-            self._update(conn, file_id, now, size=size, mtime_ns=mtime_ns, inode=inode)
-            return self._get(conn, file_id)
+            return found
 
     def mark_ready(
         self, file_id: int, *, now: float, sha256: str, mime: str | None = None
     ) -> FileRow:
         """seen -> ready: settled; its hash and detected type are known. Due at ``now``."""
-        with self._write() as conn:
-            return self._transition(
-                conn, file_id, State.READY, now, sha256=sha256, mime=mime, next_attempt_at=now
-            )
+        return self._move(file_id, State.READY, now, sha256=sha256, mime=mime, next_attempt_at=now)
 
     def set_target(
         self,
@@ -130,29 +138,44 @@ class Lifecycle(Store):
         """
         with self._write() as conn:
             row = self._get(conn, file_id)
-            if row.state not in (State.READY, State.RETRY_WAIT, State.UNMATCHED):
-                raise JournalError(
-                    f"file #{file_id} is {row.state}; its target is fixed", path=str(self.path)
-                )
-            released = None
-            if row.record_id and (row.target, row.parent_schema, row.parent_id) != (
-                target,
-                parent_schema,
-                parent_id,
-            ):
-                released = row.record_id
-            self._update(
-                conn,
-                file_id,
-                now,
-                target=target,
-                parent_schema=parent_schema,
-                parent_id=parent_id,
-                record_name=record_name,
-                matched_by=matched_by,
-                record_id=None if released else row.record_id,
+            released, _ = self._set_target(
+                conn, row, now, (target, parent_schema, parent_id, record_name, matched_by)
             )
             return released
+
+    def _set_target(
+        self,
+        conn: sqlite3.Connection,
+        row: FileRow,
+        now: float,
+        where: tuple[str, str, str, str, str | None],
+    ) -> tuple[str | None, FileRow]:
+        """(released record Id or None, the row after the change); see ``set_target``."""
+        if row.state not in (State.READY, State.RETRY_WAIT, State.UNMATCHED):
+            raise JournalError(
+                f"file #{row.id} is {row.state}; its target is fixed", path=str(self.path)
+            )
+        target, parent_schema, parent_id, record_name, matched_by = where
+        released = None
+        if row.record_id and (row.target, row.parent_schema, row.parent_id) != (
+            target,
+            parent_schema,
+            parent_id,
+        ):
+            released = row.record_id
+        updated = self._update(
+            conn,
+            row.id,
+            now,
+            target=target,
+            parent_schema=parent_schema,
+            parent_id=parent_id,
+            record_name=record_name,
+            matched_by=matched_by,
+            record_id=None if released else row.record_id,
+        )
+        assert updated is not None  # the row was read in this transaction
+        return released, updated
 
     # -- the upload ------------------------------------------------------------------------
 
@@ -165,36 +188,62 @@ class Lifecycle(Store):
         one from an earlier attempt kept), committed durably, and returned (outcome "claimed").
         """
         with self._write(durable=True) as conn:
+            return self._claim(conn, self._get(conn, file_id), now, skip_duplicates)
+
+    def target_and_claim(
+        self,
+        file_id: int,
+        *,
+        now: float,
+        target: str,
+        parent_schema: str,
+        parent_id: str,
+        record_name: str,
+        matched_by: str | None = None,
+        skip_duplicates: bool = True,
+    ) -> tuple[str | None, Claim]:
+        """``set_target`` then ``claim_upload`` in ONE durable transaction (one commit, one
+        fsync): (record Id released by the new target or None, the claim). The record Id is
+        committed with ``synchronous=FULL`` before this returns, exactly as ``claim_upload``."""
+        with self._write(durable=True) as conn:
             row = self._get(conn, file_id)
-            if row.state not in (State.READY, State.RETRY_WAIT, State.UNMATCHED):
-                raise JournalError(
-                    f"file #{file_id} ({row.path}) cannot go from {row.state} to uploading",
-                    path=str(self.path),
-                )
-            if not (row.target and row.parent_schema and row.parent_id and row.sha256):
-                raise JournalError(
-                    f"file #{file_id} has no target or hash yet; call set_target/mark_ready first",
-                    path=str(self.path),
-                )
-            if skip_duplicates:
-                twin = conn.execute(
-                    SELECT + " WHERE sha256 = ? AND parent_schema = ? AND parent_id = ?"
-                    " AND target = ? AND id != ? AND state IN ('uploading', 'uploaded', 'done')"
-                    " ORDER BY state = 'uploading', id LIMIT 1",
-                    (row.sha256, row.parent_schema, row.parent_id, row.target, file_id),
-                ).fetchone()
-                if twin is not None:
-                    original = decode_row(twin)
-                    if original.state is State.UPLOADING:
-                        return Claim("busy", original=original)
-                    columns = dict(duplicate_of=original.id, next_attempt_at=None, done_at=now)
-                    self._transition(conn, file_id, State.DUPLICATE, now, **columns)
-                    return Claim("duplicate", original=original)
-            record_id = row.record_id or str(uuid.uuid4())
-            self._transition(
-                conn, file_id, State.UPLOADING, now, record_id=record_id, next_attempt_at=None
+            where = (target, parent_schema, parent_id, record_name, matched_by)
+            released, row = self._set_target(conn, row, now, where)
+            return released, self._claim(conn, row, now, skip_duplicates)
+
+    def _claim(
+        self, conn: sqlite3.Connection, row: FileRow, now: float, skip_duplicates: bool
+    ) -> Claim:
+        file_id = row.id
+        if row.state not in (State.READY, State.RETRY_WAIT, State.UNMATCHED):
+            raise JournalError(
+                f"file #{file_id} ({row.path}) cannot go from {row.state} to uploading",
+                path=str(self.path),
             )
-            return Claim("claimed", record_id=record_id)
+        if not (row.target and row.parent_schema and row.parent_id and row.sha256):
+            raise JournalError(
+                f"file #{file_id} has no target or hash yet; call set_target/mark_ready first",
+                path=str(self.path),
+            )
+        if skip_duplicates:
+            twin = conn.execute(
+                SELECT + " WHERE sha256 = ? AND parent_schema = ? AND parent_id = ?"
+                " AND target = ? AND id != ? AND state IN ('uploading', 'uploaded', 'done')"
+                " ORDER BY state = 'uploading', id LIMIT 1",
+                (row.sha256, row.parent_schema, row.parent_id, row.target, file_id),
+            ).fetchone()
+            if twin is not None:
+                original = decode_row(twin)
+                if original.state is State.UPLOADING:
+                    return Claim("busy", original=original, row=row)
+                columns = dict(duplicate_of=original.id, next_attempt_at=None, done_at=now)
+                row = self._transition(conn, file_id, State.DUPLICATE, now, **columns)
+                return Claim("duplicate", original=original, row=row)
+        record_id = row.record_id or str(uuid.uuid4())
+        row = self._transition(
+            conn, file_id, State.UPLOADING, now, record_id=record_id, next_attempt_at=None
+        )
+        return Claim("claimed", record_id=record_id, row=row)
 
     def claim_record_id(self, file_id: int, *, now: float) -> str:
         """Claim a record Id (kept from an earlier attempt, else a new uuid4) and commit it
@@ -222,10 +271,12 @@ class Lifecycle(Store):
         """Note, on an ``uploaded`` row, what is about to happen to the file (before moving it),
         so a restart after a crash between the move and ``mark_done`` knows where it went."""
         with self._write() as conn:
-            if self._get(conn, file_id).state is not State.UPLOADED:
+            plan = dict(disposition=disposition, final_path=final_path)
+            found = self._update(conn, file_id, now, (State.UPLOADED,), **plan)
+            if found is None:
+                self._get(conn, file_id)  # no such row: says so
                 raise JournalError(f"file #{file_id} is not uploaded", path=str(self.path))
-            self._update(conn, file_id, now, disposition=disposition, final_path=final_path)
-            return self._get(conn, file_id)
+            return found
 
     def mark_changed(
         self, file_id: int, *, now: float, size: int, mtime_ns: int, inode: int
@@ -241,18 +292,15 @@ class Lifecycle(Store):
         self, file_id: int, *, now: float, next_attempt_at: float, error: ErrorNote
     ) -> FileRow:
         """-> retry_wait after a retryable error; counts an attempt."""
-        with self._write() as conn:
-            tries = self._get(conn, file_id).attempts + 1
-            note = error.to_json()
-            return self._transition(
-                conn,
-                file_id,
-                State.RETRY_WAIT,
-                now,
-                next_attempt_at=next_attempt_at,
-                last_error=note,
-                attempts=tries,
-            )
+        note = error.to_json()
+        return self._move(
+            file_id,
+            State.RETRY_WAIT,
+            now,
+            next_attempt_at=next_attempt_at,
+            last_error=note,
+            attempts=Raw("attempts + 1"),
+        )
 
     def mark_unmatched(
         self,
@@ -265,19 +313,15 @@ class Lifecycle(Store):
     ) -> FileRow:
         """-> unmatched: no parent yet; counts an attempt. ``give_up_at`` is kept from the
         first time."""
-        with self._write() as conn:
-            row = self._get(conn, file_id)
-            columns = dict(next_attempt_at=next_attempt_at, last_error=error.to_json())
-            first = row.give_up_at if row.give_up_at is not None else give_up_at
-            return self._transition(
-                conn,
-                file_id,
-                State.UNMATCHED,
-                now,
-                **columns,
-                give_up_at=first,
-                attempts=row.attempts + 1,
-            )
+        return self._move(
+            file_id,
+            State.UNMATCHED,
+            now,
+            next_attempt_at=next_attempt_at,
+            last_error=error.to_json(),
+            give_up_at=Raw("coalesce(give_up_at, ?)", (give_up_at,)),
+            attempts=Raw("attempts + 1"),
+        )
 
     def mark_failed(self, file_id: int, *, now: float, error: ErrorNote) -> FileRow:
         """-> failed: permanent for this file until ``retry``."""
@@ -310,14 +354,18 @@ class Lifecycle(Store):
 
     def set_location(self, file_id: int, *, now: float, location: str) -> FileRow:
         """The file was moved (to the unmatched or failed folder); any state."""
+        ended = "CASE WHEN state IN ('failed', 'duplicate', 'done') THEN ? ELSE final_path END"
         with self._write() as conn:
-            row = self._get(conn, file_id)
-            final = location if row.state in (State.FAILED, State.DUPLICATE, State.DONE) else None
-            columns: dict[str, Any] = {"location": location}
-            if final is not None:
-                columns["final_path"] = final
-            self._update(conn, file_id, now, **columns)
-            return self._get(conn, file_id)
+            found = self._update(
+                conn,
+                file_id,
+                now,
+                location=location,
+                final_path=Raw(ended, (encode_path(location),)),
+            )
+            if found is None:
+                return self._get(conn, file_id)  # raises: no such row
+            return found
 
     def prune(self, *, before: float) -> int:
         """Forget rows that ended (done, duplicate, gone) before ``before``; returns how many.

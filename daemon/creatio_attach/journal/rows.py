@@ -153,6 +153,7 @@ class Claim:
     outcome: Literal["claimed", "duplicate", "busy"]
     record_id: str | None = None  # set when claimed
     original: FileRow | None = None  # the row holding the same content (duplicate, busy)
+    row: FileRow | None = None  # this file's row after the claim (uploading, duplicate...)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from creatio_attach.errors import JournalError
 
 from .states import State
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: ``PRAGMA application_id`` of a creatio-attach journal ("CAJ1"), so a foreign database is refused
 APPLICATION_ID = 0x43414A31
 
@@ -75,6 +75,13 @@ CREATE TABLE submissions (
 CREATE INDEX submissions_pending ON submissions (submitted_at) WHERE taken_at IS NULL;
 """
 
+# v3: ``pending_submissions`` (polled every second by the daemon) scanned the whole table: it
+# asks ``WHERE taken_at IS NULL ORDER BY id``, which v2's index on submitted_at cannot serve
+_SCHEMA_V3 = """
+DROP INDEX submissions_pending;
+CREATE INDEX submissions_untaken ON submissions (id) WHERE taken_at IS NULL;
+"""
+
 
 def _run(conn: sqlite3.Connection, script: str) -> None:
     # one statement at a time: executescript() would COMMIT the migration's transaction
@@ -87,6 +94,7 @@ def _run(conn: sqlite3.Connection, script: str) -> None:
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     lambda conn: _run(conn, _SCHEMA_V1),
     lambda conn: _run(conn, _SCHEMA_V2),
+    lambda conn: _run(conn, _SCHEMA_V3),
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
 

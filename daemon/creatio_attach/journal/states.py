@@ -71,5 +71,9 @@ TRANSITIONS: Mapping[State, frozenset[State]] = {
     State.DUPLICATE: frozenset(),
     State.GONE: frozenset(),
 }
+#: the inverse of TRANSITIONS: for each state, the states that may go to it (in a stable order)
+SOURCES: Mapping[State, tuple[State, ...]] = {
+    to: tuple(s for s in State if to in TRANSITIONS[s]) for to in State
+}
 #: states a scheduler picks work from (``due``)
 WAITING_STATES = (State.READY, State.RETRY_WAIT, State.UNMATCHED)

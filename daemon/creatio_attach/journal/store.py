@@ -14,15 +14,16 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
 from creatio_attach.errors import JournalError
 
-from .codec import PATH_COLUMNS, SELECT, decode_row, encode_path
+from .codec import PATH_COLUMNS, RETURNING, SELECT, decode_row, encode_path
 from .rows import FileRow
 from .schema import migrate, read_versions, unreadable
-from .states import TRANSITIONS, State
+from .states import SOURCES, State
 
 JOURNAL_FILE = "journal.sqlite3"
 BUSY_TIMEOUT_MS = 10_000
@@ -173,31 +174,60 @@ class Store:
     def _transition(
         self, conn: sqlite3.Connection, file_id: int, to: State, now: float, **columns: Any
     ) -> FileRow:
-        row = self._get(conn, file_id)
-        if to not in TRANSITIONS[row.state]:
+        """Move a row to ``to`` in ONE statement: the state table is checked in its WHERE
+        (``state IN`` the states that may go to ``to``) and the new row comes back through
+        RETURNING; only a refused move reads the row again, to say why."""
+        found = self._update(conn, file_id, now, SOURCES[to], state=to.value, **columns)
+        if found is None:
+            row = self._get(conn, file_id)
             raise JournalError(
                 f"file #{file_id} ({row.path}) cannot go from {row.state} to {to}",
                 path=str(self.path),
             )
-        self._update(conn, file_id, now, state=to.value, **columns)
-        return self._get(conn, file_id)
+        return found
 
     @staticmethod
-    def _update(conn: sqlite3.Connection, file_id: int, now: float, **columns: Any) -> None:
-        values = {
-            k: (encode_path(v) if k in PATH_COLUMNS and v is not None else v)
-            for k, v in columns.items()
-        }
-        values["updated_at"] = now
-        assignments = ", ".join(f"{name} = ?" for name in values)  # names are ours, not input
-        conn.execute(
-            f"UPDATE files SET {assignments} WHERE id = ?",  # noqa: S608
-            (*values.values(), file_id),
-        )
+    def _update(
+        conn: sqlite3.Connection,
+        file_id: int,
+        now: float,
+        states: Sequence[State] | None = None,
+        **columns: Any,
+    ) -> FileRow | None:
+        """UPDATE one row (only while in one of ``states``, when given) and return it as it is
+        now; None when no row matched. A ``Raw`` value is an SQL expression (``attempts + 1``)."""
+        assignments: list[str] = []
+        params: list[Any] = []
+        for name, value in columns.items():  # names are ours, never input
+            if isinstance(value, Raw):
+                assignments.append(f"{name} = {value.sql}")
+                params.extend(value.params)
+            else:
+                assignments.append(f"{name} = ?")
+                params.append(
+                    encode_path(value) if name in PATH_COLUMNS and value is not None else value
+                )
+        assignments.append("updated_at = ?")
+        params += [now, file_id]
+        sql = f"UPDATE files SET {', '.join(assignments)} WHERE id = ?"  # noqa: S608
+        if states is not None:
+            sql += f" AND state IN ({', '.join('?' for _ in states)})"
+            params += [s.value for s in states]
+        rows = conn.execute(sql + RETURNING, params).fetchall()
+        return decode_row(rows[0]) if rows else None
 
     def _move(self, file_id: int, to: State, now: float, **columns: Any) -> FileRow:
         with self._write() as conn:
             return self._transition(conn, file_id, to, now, **columns)
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A column's new value as an SQL expression over the row, e.g. ``Raw("attempts + 1")``;
+    ``params`` fill its ``?`` marks. Only ever built from constants in this package."""
+
+    sql: str
+    params: tuple[Any, ...] = ()
 
 
 def translate_error(exc: sqlite3.Error, path: Path) -> JournalError:

@@ -62,11 +62,12 @@ class Submissions(Store):
     def set_metadata(self, file_id: int, *, now: float, metadata: Mapping[str, str]) -> FileRow:
         """Merge key=value pairs into a row's metadata (later values win)."""
         with self._write() as conn:
-            self._merge_metadata(conn, file_id, metadata, now)
-            return self._get(conn, file_id)
+            return self._merge_metadata(conn, file_id, metadata, now)
 
     def _merge_metadata(
         self, conn: sqlite3.Connection, file_id: int, metadata: Mapping[str, str], now: float
-    ) -> None:
+    ) -> FileRow:
         merged = {**self._get(conn, file_id).metadata, **metadata}
-        self._update(conn, file_id, now, metadata=metadata_json(merged))
+        found = self._update(conn, file_id, now, metadata=metadata_json(merged))
+        assert found is not None  # read in this transaction
+        return found
