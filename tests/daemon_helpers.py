@@ -55,6 +55,8 @@ class Site:
     daemon: dict[str, Any] = field(default_factory=dict)
     concurrency: int = 4
     metrics: str | None = None  # [metrics] listen
+    username: str = "Supervisor"
+    password: str | None = "Supervisor"  # None: no password in the file (a credential gives it)
 
     @property
     def state(self) -> Path:
@@ -79,8 +81,8 @@ class Site:
         lines = [
             "[creatio]",
             f"url = {_toml(url or self.emulator.url)}",
-            'username = "Supervisor"',
-            'password = "Supervisor"',
+            f"username = {_toml(self.username)}",
+            *([f"password = {_toml(self.password)}"] if self.password is not None else []),
             f"concurrency = {self.concurrency}",
             "timeout = 10",
             "connect_timeout = 2",
@@ -183,23 +185,35 @@ def cli_args(*args: str) -> list[str]:
     return [sys.executable, "-m", "creatio_attach.daemon_cli", *args]
 
 
-def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, timeout: float = 30, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        cli_args(*args), capture_output=True, text=True, timeout=timeout, env=_env(), check=False
+        cli_args(*args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=daemon_env(env),
+        check=False,
     )
 
 
 def start_daemon(
-    config: Path, log: Path, level: str = "info", prefix: Sequence[str] = ()
+    config: Path,
+    log: Path,
+    level: str = "info",
+    prefix: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """The daemon as a subprocess; ``prefix`` runs it through e.g. ``setpriv``."""
-    out = log.open("ab")
-    return subprocess.Popen(
-        [*prefix, *cli_args("run", "--config", str(config), "--log-level", level)],
-        stdout=out,
-        stderr=out,
-        env=_env(),
-    )
+    """The daemon as a subprocess; ``prefix`` runs it through e.g. ``setpriv``; ``env`` is
+    added to the environment (e.g. ``NOTIFY_SOCKET``, which is otherwise removed)."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [*prefix, *cli_args("run", "--config", str(config), "--log-level", level)],
+            stdout=out,
+            stderr=out,
+            env=daemon_env(env),
+        )
 
 
 def stop_daemon(
@@ -210,11 +224,15 @@ def stop_daemon(
     return proc.wait(timeout)
 
 
-def _env() -> dict[str, str]:
+def daemon_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without systemd's variables (a test runner under systemd
+    must not leak its own), plus ``extra``."""
     env = dict(os.environ)
-    env.pop("NOTIFY_SOCKET", None)
-    env.pop("WATCHDOG_USEC", None)
+    for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM"):
+        env.pop(name, None)
+    env.pop("CREDENTIALS_DIRECTORY", None)
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
     return env
 
 

@@ -104,6 +104,23 @@ def test_status_while_running_then_retry_a_failed_file(site: Site, pdf: CorpusFi
     assert "no failed or unmatched file no-such.pdf" in unknown.stderr
 
 
+def test_status_before_the_daemon_ever_ran_says_nothing_is_recorded(site: Site) -> None:
+    site.inbox()
+    site.inbox("contracts")
+    config = site.write_config()
+    text = run_cli("status", "--config", str(config))
+    assert text.returncode == 0, text.stderr
+    assert "nothing has been recorded yet" in text.stdout
+    assert "cases: no files yet" in text.stdout and "contracts: no files yet" in text.stdout
+    as_json = run_cli("status", "--json", "--config", str(config))
+    assert as_json.returncode == 0, as_json.stderr
+    doc = json.loads(as_json.stdout)
+    assert doc["journal"] is None
+    assert doc["counts"] == {"cases": {}, "contracts": {}}
+    assert doc["recent"] == doc["failures"] == doc["waiting"] == []
+    assert not site.state.exists() or not any(site.state.iterdir())  # status created nothing
+
+
 def test_retry_all_failed_while_the_daemon_is_stopped(site: Site, pdf: CorpusFile) -> None:
     inbox = site.inbox(pattern=r"^(?P<number>SR\d+)_")
     config = site.write_config()

@@ -204,11 +204,18 @@ def test_after_delete_and_keep(
     site.daemon["rescan_every"] = "0.3s"  # a rescan must not upload a kept file again
     config = site.write_config()
     pdf = next(c for c in corpus if c.name == "filetype-fixture.pdf")
-    with running_service(config):
+    with running_service(config) as service:
         shutil.copyfile(pdf.path, inbox / "SR6_k.pdf")
         wait_for(lambda: site.state_count("done") == 1, timeout=15, what="done")
-        time.sleep(1.0)  # several rescans happen meanwhile (not synchronisation: a quiet period)
+        assert service.watcher is not None and service.engine is not None
+        engine = service.engine
+        for _ in range(3):  # rescans, the same code the periodic rescan runs
+            found = service.watcher.rescan()
+            assert found == (1 if after == "keep" else 0)  # the kept file is seen again
+            # idle: every event noted, settled files leased, their jobs finished
+            wait_for(engine.is_idle, timeout=10, what="the rescan handled")
         assert site.state_count("done") == 1
+        assert sum(sum(c.values()) for c in site.counts().values()) == 1  # no second row
     assert check(inbox)
     assert len(site.files()) == 1
 

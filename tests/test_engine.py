@@ -9,8 +9,11 @@ import json
 import os
 import re
 import shutil
+import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,11 +22,13 @@ from creatio_attach.engine import Engine
 from creatio_attach.errors import CreatioRejected, CreatioUnavailable, ParentNotFound
 from creatio_attach.events import FileEvent
 from creatio_attach.journal import Journal, State
+from creatio_attach.notify import Heartbeat, Notifier
 from creatio_attach.ports import InboxPolicy, Uploaded
 from creatio_attach.routing import Rule
 from creatio_attach.service import DetectInspector
 from creatio_attach.settle import SettleTracker, Stat
 from tests.conftest import CorpusFile, wait_for
+from tests.test_notify import FakeSystemd
 
 # ---------------------------------------------------------------------------------------------
 # settling
@@ -271,3 +276,117 @@ def test_a_bug_in_one_file_makes_it_wait_instead_of_spinning(
     assert row.attempts == 1  # the clock stands still: no second try before the backoff ends
     assert row.last_error is not None and row.last_error.reason == "internal"
     assert "a bug in an adapter" in row.last_error.message
+
+
+# ---------------------------------------------------------------------------------------------
+# liveness: a worker stuck inside one job stops the systemd watchdog
+
+
+class BlockingCreatio(ScriptedCreatio):
+    """Uploads wait for ``release``; while they wait, ``moving`` makes them send a block every
+    50 ms (a huge upload on a slow line) instead of hanging without a byte."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.moving = False
+
+    def upload(self, path: Path, **kw: Any) -> Uploaded:
+        self.entered.set()
+        progress = kw.get("progress")
+        while not self.release.wait(0.05):
+            if self.moving and progress is not None:
+                progress(65536)
+        return super().upload(path, **{k: v for k, v in kw.items() if k != "progress"})
+
+
+def _live_engine(
+    tmp_path: Path, creatio: ScriptedCreatio, stuck_after: float
+) -> tuple[Engine, Path]:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rule = Rule(
+        inbox="in",
+        pattern=re.compile(r"^(?P<number>SR\d+)_"),
+        entity="CaseFile",
+        parent_schema="Case",
+        parent_where={"Number": "{number}"},
+    )
+    engine = Engine(
+        inboxes=[InboxPolicy(name="in", folder=folder, rule=rule, settle=0.0)],
+        journal=Journal.open(tmp_path / "state"),
+        inspector=DetectInspector(),
+        folders=LocalFolders(),
+        creatio=creatio,  # type: ignore[arg-type]
+        concurrency=2,
+        stuck_after=stuck_after,
+    )
+    return engine, folder
+
+
+def test_a_worker_stuck_in_an_upload_stops_the_watchdog_until_it_moves_again(
+    tmp_path: Path, corpus_by_name: dict[str, CorpusFile]
+) -> None:
+    creatio = BlockingCreatio()
+    engine, folder = _live_engine(tmp_path, creatio, stuck_after=1.0)
+    fake = FakeSystemd(str(tmp_path / "notify.sock"), str(tmp_path / "notify.sock"))
+    notifier = Notifier(str(tmp_path / "notify.sock"))
+    engine.start()
+    heartbeat = Heartbeat(notifier, 0.2, engine.alive).start()
+    try:
+        wait_for(lambda: fake.count("WATCHDOG=1") >= 2, timeout=5, what="pings while idle")
+        assert engine.alive()
+        pdf = corpus_by_name["filetype-fixture.pdf"]
+        shutil.copyfile(pdf.path, folder / "SR1_stuck.pdf")
+        engine.sink(FileEvent("in", folder / "SR1_stuck.pdf", "closed", time.time()))
+        wait_for(creatio.entered.is_set, timeout=10, what="the upload to start")
+        # still within the limit: a busy worker is not a stuck one
+        assert engine.alive()
+        wait_for(lambda: not engine.alive(), timeout=5, what="the worker counted as stuck")
+        (stuck,) = engine.status().stuck
+        assert stuck.name.startswith("creatio-attach-worker-") and stuck.quiet_for > 1.0
+        skipped = heartbeat.skipped
+        wait_for(lambda: heartbeat.skipped >= skipped + 2, timeout=5, what="beats skipped")
+        pings = fake.count("WATCHDOG=1")
+        wait_for(lambda: heartbeat.skipped >= skipped + 4, timeout=5, what="more beats skipped")
+        assert fake.count("WATCHDOG=1") == pings  # no ping while the worker is stuck
+        creatio.release.set()
+        wait_for(lambda: engine.journal.by_state(State.DONE), timeout=10, what="the upload done")
+        wait_for(engine.alive, timeout=5, what="alive again")
+        wait_for(lambda: fake.count("WATCHDOG=1") > pings, timeout=5, what="pings again")
+    finally:
+        creatio.release.set()
+        heartbeat.stop()
+        engine.stop(5)
+        engine.journal.close()
+        notifier.close()
+        fake.close()
+    assert engine.status().stuck == ()
+
+
+def test_an_upload_that_keeps_moving_bytes_is_never_stuck(
+    tmp_path: Path, corpus_by_name: dict[str, CorpusFile]
+) -> None:
+    creatio = BlockingCreatio()
+    creatio.moving = True
+    engine, folder = _live_engine(tmp_path, creatio, stuck_after=1.0)
+    engine.start()
+    try:
+        pdf = corpus_by_name["filetype-fixture.pdf"]
+        shutil.copyfile(pdf.path, folder / "SR2_slow.pdf")
+        engine.sink(FileEvent("in", folder / "SR2_slow.pdf", "closed", time.time()))
+        wait_for(creatio.entered.is_set, timeout=10, what="the upload to start")
+        busy: list[float] = []
+        # watch the worker for several limits' worth of time: busy all along, never stuck
+        while not busy or max(busy) < 2.5:
+            assert engine.alive(), engine.status().stuck
+            busy.append(max(engine.liveness.busy().values(), default=0.0))
+            time.sleep(0.05)  # sampling pace of the check above, not synchronisation
+        creatio.release.set()
+        wait_for(lambda: engine.journal.by_state(State.DONE), timeout=10, what="the upload done")
+        wait_for(lambda: not engine.liveness.busy(), timeout=5, what="the worker idle")
+    finally:
+        creatio.release.set()
+        engine.stop(5)
+        engine.journal.close()

@@ -184,9 +184,13 @@ def status_command(config_path: Path | None, as_json: bool, last: int) -> None:
 
     Reads the journal only (no password needed); safe while the daemon runs.
     """
-    from creatio_attach.journal import Journal, State
+    from creatio_attach.journal import JOURNAL_FILE, Journal, State
 
     config = _load(config_path, secrets=False)
+    file = Path(config.state.dir) / JOURNAL_FILE
+    if not file.is_file():
+        _no_journal_yet(config, file, as_json)
+        return
     with Journal.open_readonly(config.state.dir) as journal:
         counts = journal.counts()
         recent = journal.recent(last)
@@ -207,6 +211,26 @@ def status_command(config_path: Path | None, as_json: bool, last: int) -> None:
         click.echo(json.dumps(doc, ensure_ascii=False, indent=2, default=str))
         return
     _print_status(doc)
+
+
+def _no_journal_yet(config: Config, file: Path, as_json: bool) -> None:
+    """``status`` before the daemon ever ran here: nothing recorded yet, which is no error
+    (a monitoring script or a first look after the install gets empty counts and exit 0)."""
+    if as_json:
+        doc: dict[str, Any] = {
+            "journal": None,
+            "counts": {i.name: {} for i in config.inboxes},
+            "recent": [],
+            "failures": [],
+            "waiting": [],
+            "matched_by": {},
+        }
+        click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"journal: none yet at {file}")
+    click.echo("nothing has been recorded yet: the daemon has not run with this [state] dir")
+    for inbox in config.inboxes:
+        click.echo(f"  {inbox.name}: no files yet")
 
 
 def _print_status(doc: dict[str, Any]) -> None:

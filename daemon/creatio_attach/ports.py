@@ -107,7 +107,12 @@ class Creatio(Protocol):
         name: str,
         mime: str | None,
         record_id: str,
-    ) -> Uploaded: ...
+        progress: Callable[[int], None] | None = None,
+    ) -> Uploaded:
+        """Create (or complete) the record and send the file; ``progress(n)`` is called as
+        each block of ``n`` bytes goes out (the engine's sign of life during a long upload)."""
+        ...
+
     def record_size(self, file_object: str, record_id: str) -> int | None:
         """The stored size of an attachment record, None when it does not exist."""
         ...

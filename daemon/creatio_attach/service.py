@@ -7,7 +7,9 @@ sd_notify (``notify``) and the metrics server (``metrics``) when they are config
 adapters live in ``adapters`` (and ``dispose``), the dry run in ``dryrun``; both are re-exported
 here.
 
-The only module that knows every other one; nothing imports it but ``cli``/``daemon_cli``.
+The only module that knows every other one; nothing imports it but ``cli``/``daemon_cli``
+(and tests). It may import any project module; heavy ones (the client, the journal, the
+watcher, metrics) are imported inside ``run`` so that importing it stays cheap.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from creatio_attach.dispose import LocalFolders
 from creatio_attach.dryrun import Planned, dry_run
 from creatio_attach.engine import Engine
 from creatio_attach.errors import ConfigError, CreatioAuthFailed, CreatioUnavailable
-from creatio_attach.ports import EngineObserver, SystemClock
+from creatio_attach.ports import EngineObserver, SystemClock, Uploaded
 
 if TYPE_CHECKING:
     from creatio_attach.creatio import CreatioClient
@@ -46,10 +48,52 @@ log = structlog.get_logger(component="service")
 
 TICK = 0.5  # seconds between looks at signals and the status line
 COUNTS_EVERY = 5.0  # seconds between journal counts for the metrics
+#: while Creatio is unreachable, the service logs in this often to find out that it is back
+#: even when no file is waiting (STATUS, the reachable gauge and /healthz follow)
+PROBE_EVERY = 30.0
+#: the intake thread passes over its work every fraction of a second; this long without a
+#: pass means it hangs (a journal lock held forever, a bug)
+INTAKE_STUCK_AFTER = 120.0
+#: the client's own retries may wait this long for one Retry-After within a call
+#: (``creatio.retry.RetryPolicy.max_retry_after``) without moving a byte
+CLIENT_RETRY_WAIT = 120.0
+
+
+def stuck_after(timeout: float, connect_timeout: float) -> float:
+    """How long a worker may be inside one job without a sign of life (a block of an upload
+    sent, a Creatio call returned, a step done) before it counts as stuck and the watchdog
+    stops: every blocking socket operation ends within a timeout, the client waits at most
+    ``CLIENT_RETRY_WAIT`` for a Retry-After, plus a minute for local work (hashing a huge
+    file). 60 s timeouts give 310 s."""
+    return 2 * timeout + connect_timeout + CLIENT_RETRY_WAIT + 60.0
 
 
 # ---------------------------------------------------------------------------------------------
 # metrics and sd_notify
+
+
+class _ProgressCreatio(ClientCreatio):
+    """``ClientCreatio`` whose uploads report each block sent (the engine's sign of life)."""
+
+    def upload(
+        self,
+        path: Path,
+        *,
+        file_object: str,
+        parent_schema: str,
+        parent_id: str,
+        name: str,
+        mime: str | None,
+        record_id: str,
+        progress: Callable[[int], None] | None = None,
+    ) -> Uploaded:
+        from creatio_attach.creatio import Target
+
+        target = Target.for_file_object(file_object, parent_id, parent_schema=parent_schema)
+        result = self.client.upload(
+            path, target, name=name, mime=mime, record_id=record_id, progress=progress
+        )
+        return Uploaded(result.record_id, result.bytes, result.sha256)
 
 
 class _MetricsObserver(EngineObserver):
@@ -98,6 +142,8 @@ class Service:
         self._notifier: Any = None
         self._heartbeat: Any = None
         self._next_counts = 0.0
+        self._said_stuck = False
+        self._next_probe = time.monotonic() + PROBE_EVERY
 
     # -- signals -----------------------------------------------------------------------------
 
@@ -140,23 +186,28 @@ class Service:
         self.client = CreatioClient(config.creatio)
         try:
             self._start_metrics(config)
-            self._login()
+            reachable = self._login()
             self.engine = Engine(
                 inboxes=[policy_from_settings(i) for i in config.inboxes],
                 journal=self.journal,
                 inspector=DetectInspector(),
                 folders=LocalFolders(),
-                creatio=ClientCreatio(self.client),
+                creatio=_ProgressCreatio(self.client),
                 clock=SystemClock(),
                 concurrency=config.creatio.concurrency,
                 retry_base=config.daemon.retry_base,
                 retry_cap=config.daemon.retry_cap,
                 matchers=build_matchers(config, self.client),
                 observers=[_MetricsObserver(self._metrics)] if self._metrics else [],
+                stuck_after=stuck_after(config.creatio.timeout, config.creatio.connect_timeout),
             )
+            self.engine.observer.creatio_contact(reachable)
             self.engine.start()
             self._start_watcher(config)
-            self._notify("ready", "watching " + ", ".join(i.name for i in config.inboxes))
+            watching = "watching " + ", ".join(i.name for i in config.inboxes)
+            if not reachable:
+                watching = f"Creatio unreachable, files wait and are retried; {watching}"
+            self._notify("ready", watching)
             self._start_heartbeat()
             log.info("daemon.ready", inboxes=[i.name for i in config.inboxes])
             self._loop()
@@ -164,7 +215,9 @@ class Service:
             self._shutdown()
         return 0
 
-    def _login(self) -> None:
+    def _login(self) -> bool:
+        """Log in; False when Creatio is unreachable (not fatal: the service becomes ready
+        and files wait in the journal). Rejected credentials raise (exit 78, no restart)."""
         assert self.client is not None
         try:
             self.client.login()
@@ -172,13 +225,9 @@ class Service:
         except CreatioAuthFailed:
             raise
         except CreatioUnavailable as exc:
-            # not fatal: the service becomes ready and files wait in the journal
             log.warning("creatio.unreachable_at_start", error=exc.message, note="files wait")
-            if self._metrics is not None:
-                self._metrics.creatio_contact(False)
-            return
-        if self._metrics is not None:
-            self._metrics.creatio_contact(True)
+            return False
+        return True
 
     def _start_watcher(self, config: Config) -> None:
         from creatio_attach.watcher import InboxWatcher
@@ -194,6 +243,22 @@ class Service:
                 self._reload.clear()
                 self._do_reload()
             self._status()
+            self._probe()
+
+    def _probe(self) -> None:
+        """Creatio was unreachable: try a login now and then, so its return is noticed."""
+        if self.engine is None or self.client is None:
+            return
+        now = time.monotonic()
+        if self.engine.status().creatio_down_since is None or now < self._next_probe:
+            return
+        self._next_probe = now + PROBE_EVERY
+        try:
+            self.client.login()
+        except (CreatioUnavailable, CreatioAuthFailed) as exc:
+            log.info("creatio.still_unreachable", error=exc.message)
+            return
+        self.engine.observer.creatio_contact(True)
 
     def _do_reload(self) -> None:
         assert self.engine is not None and self.config is not None
@@ -225,9 +290,9 @@ class Service:
         self._notify("ready", "reloaded")
 
     def _shutdown(self) -> None:
-        self._notify("stopping")
         if self._heartbeat is not None:
-            self._heartbeat.stop()
+            self._heartbeat.stop()  # first, so that STOPPING=1 is the last word systemd hears
+        self._notify("stopping")
         if self.watcher is not None:
             self.watcher.stop()
         clean = True
@@ -272,12 +337,28 @@ class Service:
         self._heartbeat = start_heartbeat(self._notifier, self.alive)
 
     def alive(self) -> bool:
-        """The watcher and every engine thread are alive and the engine made progress lately."""
+        """The systemd watchdog's test: the watcher and every engine thread run, the intake
+        passes over its work, and no worker is stuck inside one job (busy without a sign of
+        life for ``stuck_after`` seconds). False stops ``WATCHDOG=1``, and systemd restarts
+        the service after ``WatchdogSec=``; the journal makes the restart lose nothing."""
         if self.engine is None or self.watcher is None:
             return False
+        ok = self.watcher.is_alive() and self.engine.alive(INTAKE_STUCK_AFTER)
         st = self.engine.status()
-        recent = time.monotonic() - st.last_progress < 60.0
-        return self.watcher.is_alive() and st.workers_alive and st.intake_alive and recent
+        if st.stuck:
+            if not self._said_stuck:
+                for w in st.stuck:
+                    log.error(
+                        "worker.stuck",
+                        worker=w.name,
+                        busy_s=round(w.busy_for),
+                        quiet_s=round(w.quiet_for),
+                        note="the systemd watchdog pings stop; systemd restarts the service",
+                    )
+            self._said_stuck = True
+            return False
+        self._said_stuck = False
+        return ok
 
     def _start_metrics(self, config: Config) -> None:
         if config.metrics is None:
