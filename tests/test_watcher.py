@@ -31,6 +31,7 @@ from creatio_attach.watcher import (
     filesystem_type,
     fstype_at,
     inotify_limit_error,
+    max_user_watches,
     mode_for_fstype,
     parse_mountinfo,
 )
@@ -604,6 +605,63 @@ def test_more_folders_than_the_watch_limit_is_an_error_before_watching(tmp_path:
         check_watch_limit(specs, 4)
     assert "fs.inotify.max_user_watches" in str(caught.value)
     assert caught.value.path == str(b)
+
+
+def test_the_watch_limit_is_read_from_the_given_file(tmp_path: Path) -> None:
+    limit = tmp_path / "max_user_watches"
+    limit.write_text("8192\n", encoding="ascii")
+    assert max_user_watches(limit) == 8192
+    limit.write_text("not a number\n", encoding="ascii")
+    assert max_user_watches(limit) is None
+    assert max_user_watches(tmp_path / "missing") is None
+
+
+def test_a_readable_watch_limit_is_checked_before_watching(tmp_path: Path, start: Start) -> None:
+    inbox = tmp_path / "inbox"
+    (inbox / "2026" / "11").mkdir(parents=True)  # three watches
+    limit = tmp_path / "max_user_watches"
+    limit.write_text("2\n", encoding="ascii")
+    with (
+        structlog.testing.capture_logs() as logs,
+        pytest.raises(ConfigError, match="more than 2 folders"),
+    ):
+        start(spec(inbox), limit_file=limit)
+    assert not [e for e in logs if e["event"].startswith("inotify watch limit unknown")]
+
+
+def test_an_unreadable_watch_limit_is_logged_once_and_the_pre_check_skipped(
+    tmp_path: Path, start: Start
+) -> None:
+    """As under the unit's ProcSubset=pid, where /proc/sys is hidden: the watcher starts (the
+    tree is not counted), says so once per process, not again on a reload's new watcher."""
+    inbox = tmp_path / "inbox"
+    (inbox / "2026" / "11").mkdir(parents=True)
+    hidden = tmp_path / "proc-sys-hidden" / "max_user_watches"
+    with structlog.testing.capture_logs() as logs:
+        recorder, first = start(spec(inbox), limit_file=hidden)
+        sentinel(recorder, inbox / "2026" / "11")  # watched, subfolders too
+        first.stop()
+        recorder, _ = start(spec(inbox), limit_file=hidden)  # a reload
+        sentinel(recorder, inbox)
+    said = [e for e in logs if e["event"] == "inotify watch limit unknown, pre-check skipped"]
+    assert len(said) == 1, said
+    (entry,) = said
+    assert entry["log_level"] == "info"
+    assert entry["component"] == "watcher"
+    assert entry["limit_file"] == str(hidden)
+    assert entry["inboxes"] == ["cases"]
+    assert "ProcSubset=pid" in entry["note"]
+    assert "sysctl fs.inotify.max_user_watches" in entry["hint"]
+    assert "rescan_every" in entry["hint"]
+
+
+def test_an_unreadable_watch_limit_is_not_mentioned_for_polled_inboxes(
+    tmp_path: Path, inbox: Path, start: Start
+) -> None:
+    hidden = tmp_path / "proc-sys-hidden" / "max_user_watches"
+    with structlog.testing.capture_logs() as logs:
+        start(spec(inbox, mode="poll"), limit_file=hidden)
+    assert not [e for e in logs if e["event"].startswith("inotify watch limit unknown")]
 
 
 def test_other_os_errors_are_not_limit_errors() -> None:

@@ -70,6 +70,7 @@ __all__ = [
     "fstype_at",
     "inotify_limit_error",
     "is_candidate",
+    "max_user_watches",
     "mode_for_fstype",
     "parse_mountinfo",
 ]
@@ -147,11 +148,48 @@ def inotify_limit_error(exc: OSError, folder: Path | str) -> ConfigError | None:
     return None
 
 
-def _max_user_watches() -> int | None:
+def max_user_watches(path: Path = MAX_USER_WATCHES) -> int | None:
+    """The inotify watch limit, None when it cannot be read: under the unit's
+    ``ProcSubset=pid`` /proc/sys is hidden, and there is no /proc outside Linux."""
     try:
-        return int(MAX_USER_WATCHES.read_text(encoding="ascii").strip())
+        return int(path.read_text(encoding="ascii").strip())
     except (OSError, ValueError):
         return None
+
+
+#: the limit files already reported unreadable: the note is logged once per process, not on
+#: every reload (each reload starts a new watcher)
+_LIMIT_UNKNOWN_SAID: set[Path] = set()
+_LIMIT_UNKNOWN_LOCK = threading.Lock()
+
+
+def _say_limit_unknown(path: Path, inotify_specs: Sequence[WatchSpec]) -> None:
+    """Log once per process that the watch-limit pre-check is skipped.
+
+    Info, not a warning: it is the normal state under the shipped unit (``ProcSubset=pid``), and
+    a warning on every start that can be silenced only by loosening the sandbox would teach
+    people to skip warnings. The inbox folder's own watch still fails loudly (ENOSPC becomes
+    the sysctl ``ConfigError``); what goes unchecked is subfolders past the limit, which
+    watchdog skips without a word, so the hint says how to check by hand.
+    """
+    with _LIMIT_UNKNOWN_LOCK:
+        if path in _LIMIT_UNKNOWN_SAID:
+            return
+        _LIMIT_UNKNOWN_SAID.add(path)
+    log.info(
+        "inotify watch limit unknown, pre-check skipped",
+        limit_file=str(path),
+        inboxes=[s.inbox for s in inotify_specs],
+        note=(
+            "the limit cannot be read (/proc/sys is hidden by ProcSubset=pid under systemd); "
+            "reaching it on an inbox folder still stops the start naming the sysctl to raise"
+        ),
+        hint=(
+            "compare the folders under the inboxes (`find FOLDER -type d | wc -l`) with "
+            "`sysctl fs.inotify.max_user_watches`; past it, files in unwatched subfolders "
+            "are found only by the periodic rescan ([daemon] rescan_every)"
+        ),
+    )
 
 
 def _count_folders(folder: Path, *, recursive: bool, limit: int) -> int:
@@ -345,6 +383,7 @@ class InboxWatcher:
         sink: Callable[[FileEvent], None],
         *,
         clock: Callable[[], float] = time.monotonic,
+        limit_file: Path = MAX_USER_WATCHES,
     ) -> None:
         names = [s.inbox for s in specs]
         twice = sorted({n for n in names if names.count(n) > 1})
@@ -353,6 +392,7 @@ class InboxWatcher:
         self._specs = {s.inbox: s for s in specs}
         self._sink = sink
         self._clock = clock
+        self._limit_file = limit_file
         #: inbox -> "inotify" | "poll", filled by start()
         self.modes: dict[str, str] = {}
         self._observers: list[BaseObserver] = []
@@ -395,11 +435,13 @@ class InboxWatcher:
                 reason=reason,
                 poll_interval=spec.poll_interval if mode == "poll" else None,
             )
-        limit = _max_user_watches()
-        if limit is not None:
-            check_watch_limit(
-                [s for s in self._specs.values() if modes[s.inbox] == "inotify"], limit
-            )
+        inotify_specs = [s for s in self._specs.values() if modes[s.inbox] == "inotify"]
+        if inotify_specs:
+            limit = max_user_watches(self._limit_file)
+            if limit is None:
+                _say_limit_unknown(self._limit_file, inotify_specs)
+            else:
+                check_watch_limit(inotify_specs, limit)
         try:
             self._start_observers(modes)
         except BaseException:
