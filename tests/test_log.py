@@ -23,10 +23,13 @@ SECRET = "s3cr3t-value-never-logged"
 def _restore_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    config = structlog.get_config()
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
-    structlog.reset_defaults()
+    # the configuration before the test, its processor list object included: loggers other
+    # tests' modules cached on first use hold that list, and capture_logs changes it in place
+    structlog.configure(**config)
 
 
 def lines_of(stream: io.StringIO) -> list[str]:
@@ -143,3 +146,41 @@ def test_json_can_be_forced_on_a_terminal_and_no_colour_is_honoured() -> None:
     os.close(controller)
     assert json.loads(forced.strip())["event"] == "forced"
     assert "plain" in plain and "\x1b[" not in plain
+
+
+def test_a_logger_in_use_before_a_second_setup_follows_it() -> None:
+    """Loggers are cached on first use: a module's logger made and used under the first
+    setup still writes where, how and at the level the second setup says."""
+    module_log = structlog.get_logger(component="engine")  # like a module-level logger
+    first, second = io.StringIO(), io.StringIO()
+    setup_logging(stream=first, level="info", env={})
+    module_log.info("one", file="a.pdf")
+    setup_logging(stream=second, level="warning", json=True, env={"JOURNAL_STREAM": "8:1"})
+    module_log.info("hidden")
+    module_log.warning("two", token=SECRET)
+    assert [json.loads(x)["event"] for x in lines_of(first)] == ["one"]
+    (line,) = lines_of(second)
+    assert line.startswith("<4>{")
+    fields = json.loads(line[3:])
+    assert fields["event"] == "two" and fields["component"] == "engine"
+    assert fields["token"] == REDACTED and SECRET not in second.getvalue()
+    with structlog.testing.capture_logs() as captured:
+        module_log.warning("captured")
+    assert [c["event"] for c in captured] == ["captured"]
+    assert "captured" not in second.getvalue()
+
+
+def test_secrets_in_nested_values_and_unusual_keys_are_redacted() -> None:
+    out = io.StringIO()
+    setup_logging(stream=out, env={})
+    get_logger().info(
+        "nested",
+        request={"headers": {"Authorization": SECRET, "Accept": "json"}},
+        items=[{"csrf": SECRET}, ("x", {"BPMCSRF": SECRET})],
+        Client_Secret=SECRET,
+        count=3,
+    )
+    line = json.loads(out.getvalue())
+    assert SECRET not in out.getvalue()
+    assert line["request"]["headers"] == {"Authorization": REDACTED, "Accept": "json"}
+    assert line["Client_Secret"] == REDACTED and line["count"] == 3

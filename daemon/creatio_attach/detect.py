@@ -28,10 +28,10 @@ import threading
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import magic
 
@@ -57,7 +57,20 @@ class Detected:
     extension: str  # canonical extension without dot ("" when the type has none)
     size: int
     sha256: str  # hex
-    description: str  # libmagic's description (for logs)
+    #: the file it was found in, for ``description`` (not part of the result's identity)
+    path: Path | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def description(self) -> str:
+        """libmagic's description of the file (for logs and messages), read when asked:
+        a second libmagic pass costs about as much as the first, and the daemon's normal path
+        never needs it. "" when the file is unreadable or gone by then."""
+        if self.path is None:
+            return ""
+        try:
+            return describe(self.path)
+        except errors.FileProblem:
+            return ""
 
 
 @dataclass(frozen=True)
@@ -79,17 +92,31 @@ def detect(path: Path) -> Detected:
         size = _fstat(fd, path).st_size
         if size == 0:
             raise _empty(path)
-        raw_mime, description = _libmagic(fd, path)
-        mime = ft.canonical(raw_mime)
+        mime = ft.canonical(_libmagic(fd, path, "mime"))
         if mime in ft.EMPTY_TYPES:  # truncated since the fstat
             raise _empty(path)
-        mime = _refine(mime, _reader(fd, path), size, path.name)
+        read = _reader(fd, path)
+        mime = _refine(mime, read, size, path.name)
+        # the one place libmagic's description mattered (Ogg Opus vs Vorbis): libmagic's own
+        # test, "OpusHead" at offset 28 of an Ogg page, read here instead of a second pass
+        opus = mime == "audio/ogg" and ft.is_ogg_opus(read(0, 36))
+        extension = ft.extension_for(mime, "Opus audio" if opus else "")
         digest, hashed = _hash_fd(fd, path, 1 << 20)
     finally:
         os.close(fd)
     if hashed == 0:
         raise _empty(path)
-    return Detected(mime, ft.extension_for(mime, description), hashed, digest, description)
+    return Detected(mime, extension, hashed, digest, path)
+
+
+def describe(path: Path) -> str:
+    """libmagic's description of the regular file at ``path`` ("PDF document, version
+    1.4"); raises like ``detect``."""
+    fd = _open_regular(path)
+    try:
+        return _libmagic(fd, path, "description")
+    finally:
+        os.close(fd)
 
 
 def record_name(file_name: str, detected: Detected) -> str:
@@ -215,24 +242,24 @@ def _hash_fd(fd: int, path: Path, block: int) -> tuple[str, int]:
     return digest.hexdigest(), offset
 
 
-def _libmagic(fd: int, path: Path) -> tuple[str, str]:
-    """(MIME, description) from this thread's own libmagic handles."""
-    handles: tuple[Any, Any] | None = getattr(_local, "handles", None)
+def _libmagic(fd: int, path: Path, what: Literal["mime", "description"]) -> str:
+    """The MIME type or the description, from this thread's own libmagic handle (one
+    libmagic pass over the file; the handles are made on first use in each thread)."""
+    handles: dict[str, Any] | None = getattr(_local, "handles", None)
     if handles is None:
-        handles = (magic.Magic(mime=True), magic.Magic())
-        _local.handles = handles
+        handles = _local.handles = {}
+    handle = handles.get(what)
+    if handle is None:
+        handle = handles[what] = magic.Magic(mime=what == "mime")
     try:
         os.lseek(fd, 0, os.SEEK_SET)
-        mime = str(handles[0].from_descriptor(fd))
-        os.lseek(fd, 0, os.SEEK_SET)
-        description = str(handles[1].from_descriptor(fd))
+        return str(handle.from_descriptor(fd))
     except OSError as exc:
         raise _translate(exc, path) from exc
     except magic.MagicException as exc:
         raise errors.FileUnreadable(
             f"libmagic could not read the file: {exc}", path=str(path)
         ) from exc
-    return mime, description
 
 
 def _translate(exc: OSError, path: Path) -> errors.FileProblem:

@@ -280,6 +280,12 @@ def ooxml_type(content_types_xml: bytes) -> str | None:
 # --- WAV ------------------------------------------------------------------------------
 
 
+def is_ogg_opus(head: bytes) -> bool:
+    """An Ogg stream whose first packet is an Opus header: libmagic's own test (its
+    description then says "Opus audio"), with the usual one-segment first page."""
+    return len(head) >= 36 and head[:4] == b"OggS" and head[28:36] == b"OpusHead"
+
+
 def is_rf64_wave(head: bytes) -> bool:
     """RF64 (EBU Tech 3306) or BW64 (ITU-R BS.2088): 64-bit WAV that libmagic 5.44 calls data."""
     return len(head) >= 12 and head[:4] in (b"RF64", b"BW64") and head[8:12] == b"WAVE"

@@ -31,6 +31,24 @@ _SECRET_KEY = re.compile(r"passw|secret|token|cookie|authori[sz]ation|csrf", re.
 _HANDLER_NAME = "creatio-attach"
 
 
+#: value types that cannot hold a secret under a key of their own (the fast path: most values)
+_PLAIN = frozenset({str, int, float, bool, type(None), bytes})
+#: key -> whether it names a secret (log lines use few distinct keys: asked once each)
+_secret_keys: dict[str, bool] = {}
+#: structlog's processor chain: always this one list object, changed in place by
+#: ``setup_logging``, so loggers cached on first use follow a later reconfiguration
+_PROCESSORS: list[Processor] = []
+
+
+def _is_secret(key: str) -> bool:
+    found = _secret_keys.get(key)
+    if found is None:
+        found = bool(_SECRET_KEY.search(key))
+        if len(_secret_keys) < 4096:  # bounded: keys are code, not data
+            _secret_keys[key] = found
+    return found
+
+
 def _redact_value(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {
@@ -44,11 +62,11 @@ def _redact_value(value: Any) -> Any:
 
 def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """Replace the value of every key that names a secret, in nested mappings too."""
-    for key in list(event_dict):
-        if _SECRET_KEY.search(key):
+    for key, value in list(event_dict.items()):
+        if _is_secret(key):
             event_dict[key] = REDACTED
-        elif isinstance(event_dict[key], Mapping | list | tuple):
-            event_dict[key] = _redact_value(event_dict[key])
+        elif type(value) not in _PLAIN and isinstance(value, Mapping | list | tuple):
+            event_dict[key] = _redact_value(value)
     return event_dict
 
 
@@ -138,16 +156,22 @@ def setup_logging(
     root.addHandler(handler)
     root.setLevel(numeric)
 
+    # Loggers are cached on first use (a module's ``get_logger()`` proxy otherwise builds a
+    # new logger, walking the stack for its name, on every line). A cached logger keeps the
+    # processor list it was built with, so the list is one object changed in place; the
+    # stream, level and renderer live in the standard library handler set above, which every
+    # logger reaches at call time: calling this again reconfigures loggers already in use.
+    _PROCESSORS[:] = [
+        structlog.stdlib.filter_by_level,
+        *shared,
+        structlog.processors.StackInfoRenderer(),
+        structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+    ]
     structlog.configure(
-        processors=[
-            structlog.stdlib.filter_by_level,
-            *shared,
-            structlog.processors.StackInfoRenderer(),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
+        processors=_PROCESSORS,
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=True,
     )
 
 

@@ -204,7 +204,7 @@ class Outcomes:
             log.exception("journal.error", row=row_id)
 
     def _unmatched(self, row: FileRow, policy: InboxPolicy, exc: ParentNotFound) -> None:
-        self.observer.creatio_contact(True)
+        # reachability was reported where Creatio answered (``Pipeline._find_parent``/``_match``)
         now = self.clock.now()
         give_up = row.give_up_at if row.give_up_at is not None else now + policy.unmatched_for
         note = ErrorNote.from_exception(exc)

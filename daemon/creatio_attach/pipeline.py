@@ -201,7 +201,9 @@ class Pipeline(Outcomes):
         except CreatioRejected as exc:
             self.fail(row, ErrorNote.from_exception(exc))
             return
-        self.observer.creatio_contact(True)
+        # no ``creatio_contact(True)`` here: the parent may have come from the cache or an
+        # ``id =`` template without a request; only a real answer counts (``_find_parent``,
+        # ``_match``, the upload), or a dead Creatio would look reachable and release the backlog
         # the target and the record Id claim: one durable commit before the create call
         released, claim = self.journal.target_and_claim(
             row.id,
@@ -274,8 +276,13 @@ class Pipeline(Outcomes):
         with self._parents_lock:
             hit = self._parents.get(key)
         if hit is not None and now - hit[1] < PARENT_TTL:
-            return hit[0]
-        parent_id = self.creatio.find_parent(schema, where)
+            return hit[0]  # no request: says nothing about whether Creatio is reachable
+        try:
+            parent_id = self.creatio.find_parent(schema, where)
+        except CreatioRejected:
+            self.observer.creatio_contact(True)  # an answer (not found, ambiguous, refused)
+            raise
+        self.observer.creatio_contact(True)
         with self._parents_lock:
             if len(self._parents) > PARENT_CACHE_SIZE:
                 self._parents.clear()
@@ -307,7 +314,13 @@ class Pipeline(Outcomes):
         request = MatchRequest(
             row.inbox, row.path, fields, row.metadata, detected.mime, row.created_at
         )
-        match = matcher.match(request)
+        try:
+            match = matcher.match(request)
+        except CreatioRejected:
+            # the chain asked Creatio before it says "not found" or "ambiguous"
+            self.observer.creatio_contact(True)
+            raise
+        self.observer.creatio_contact(True)  # every match comes from a Creatio answer
         name = match.name
         if name is None and policy.name_template is not None:
             try:

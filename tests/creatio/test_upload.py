@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from creatio_attach.creatio import CreatioClient, Target
-from creatio_attach.creatio.upload import RangeReader
+from creatio_attach.creatio.upload import BLOCK, RangeReader
 from creatio_attach.emulator import EmbeddedEmulator
 from creatio_attach.errors import CreatioRejected, FileGone, FileUnreadable
 from tests.conftest import CorpusFile, wait_for
@@ -369,3 +369,49 @@ def test_a_proxy_from_the_environment_is_read_once_when_the_client_starts(
     direct = client_for(emulator)
     assert direct.upload(item.path, Target.for_file_object("CaseFile", case_id)).bytes == item.size
     assert len(proxy.seen) == before
+
+
+def test_a_body_is_read_in_big_blocks_whatever_the_http_library_asks_for(
+    tmp_path: Path,
+) -> None:
+    """urllib3 asks for 16 KiB at a time: the body hands out BLOCK bytes per read (one Python
+    round per 256 KiB, not per 16 KiB), stays within its range and keeps the Content-Length."""
+    data = bytes(range(256)) * (3 * BLOCK // 256 + 7)
+    path = tmp_path / "three-blocks.bin"
+    path.write_bytes(data)
+    start, length = 100, 2 * BLOCK + 5000
+    digest = hashlib.sha256()
+    moved: list[int] = []
+    with path.open("rb") as fh:
+        body = RangeReader(fh, start, length, digest, moved.append, path)
+        prepared = requests.Request("POST", "http://127.0.0.1/x", data=body).prepare()
+        assert prepared.headers["Content-Length"] == str(length)
+        assert "Transfer-Encoding" not in prepared.headers
+        blocks = list(iter(lambda: body.read(16384), b""))
+    assert [len(b) for b in blocks] == [BLOCK, BLOCK, 5000] == moved
+    assert b"".join(blocks) == data[start : start + length]
+    assert digest.hexdigest() == hashlib.sha256(data[start : start + length]).hexdigest()
+
+
+def test_a_file_that_shrinks_between_chunks_fails_and_leaves_no_record(
+    emulator: EmbeddedEmulator,
+    client_for: Callable[..., CreatioClient],
+    corpus_by_name: dict[str, CorpusFile],
+    tmp_path: Path,
+) -> None:
+    case_id = seed(emulator, "Case", Number="SR10")
+    client = client_for(emulator, chunk_threshold=8_000, chunk_size=65_536)
+    source = corpus_by_name["wavefile-16bit-8kHz-stereo.wav"]  # 448104 bytes: 7 chunks
+    growing = tmp_path / "being-written.wav"
+    growing.write_bytes(source.path.read_bytes())
+    seen: list[int] = []
+
+    def truncate(n: int) -> None:  # after the first chunk, another program cuts the file
+        seen.append(n)
+        with growing.open("r+b") as f:
+            f.truncate(100_000)
+
+    with pytest.raises(FileUnreadable, match="got shorter"):
+        client.upload(growing, Target.for_file_object("CaseFile", case_id), progress=truncate)
+    assert seen[0] == 65_536  # one progress call per chunk, of its whole length
+    assert stored_files(emulator) == []

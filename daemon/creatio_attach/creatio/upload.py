@@ -9,7 +9,10 @@
 3. Verify: read the record back and compare ``Size``; ``verify = "download"`` also
    downloads the content and compares SHA-256.
 Any failure after the create deletes the record: no half-made record is left behind.
-The file is read in blocks, never whole. Must not import ``requests``.
+The file is never read whole: every body (a ``PUT``, a FileApiService chunk) is streamed in
+256 KiB blocks with a ``Content-Length`` (no chunked transfer encoding), hashing each block as
+it goes, so the emulator or Creatio reads one block while the next is hashed. Must not import
+``requests``.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ from .types import FILE_TYPE_FILE, Target, UploadResult, normalise_guid
 
 log = structlog.get_logger()
 
+#: bytes read, hashed and sent per step of a body, whatever size the HTTP library asks for
+#: (urllib3 asks for 16 KiB: a Python round per 16 KiB costs more CPU than hashing it)
 BLOCK = 256 * 1024
 DEFAULT_MIME = "application/octet-stream"
 #: how often a chunked upload may start over at byte 0 after a refused chunk
@@ -56,9 +61,10 @@ class RangeReader:
     """A request body over ``[start, start + length)`` of an open file, read in blocks.
 
     ``len()`` gives requests the ``Content-Length`` (deliberately no ``tell``/``__iter__``,
-    which would make requests fall back to chunked transfer); every block updates ``hasher`` and
-    calls ``progress``. A file that ends early or fails to read raises ``LocalReadError``
-    (not an OSError, which requests would report as a network failure).
+    which would make requests fall back to chunked transfer); every block (``BLOCK`` bytes,
+    whatever ``read`` is asked for) updates ``hasher`` and calls ``progress``. A file that
+    ends early or fails to read raises ``LocalReadError`` (not an OSError, which requests
+    would report as a network failure).
     """
 
     def __init__(
@@ -85,8 +91,8 @@ class RangeReader:
     def read(self, size: int | None = -1) -> bytes:
         if self._left <= 0:
             return b""
-        want = BLOCK if size is None or size < 0 else min(size, BLOCK)
-        want = min(want, self._left)
+        # ``size`` is a hint: a larger block is fine for ``sendall`` and keeps memory flat
+        want = min(BLOCK, self._left)
         try:
             if not self._positioned:
                 self._fh.seek(self._start)
