@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: test demo lint bench check-system clean
+.PHONY: test demo lint bench soak check-system clean
 
 check-system:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
@@ -41,6 +41,14 @@ demo: check-system $(STAMP)
 ## make bench: benchmarks (a report, not a timed test)
 bench: check-system $(STAMP)
 	$(BIN)/python -m benchmarks
+
+## make soak: the call-recording end-to-end test at the issue's scale
+## (500 recordings, Call rows up to 3 minutes late; about 5 minutes)
+soak: check-system $(STAMP)
+	CREATIO_ATTACH_SOAK_RECORDINGS=500 CREATIO_ATTACH_SOAK_PBX_THREADS=10 \
+	CREATIO_ATTACH_SOAK_MAX_CALL_DELAY=180 CREATIO_ATTACH_SOAK_CALL_WAIT=190 \
+	CREATIO_ATTACH_SOAK_UNMATCHED_RETRY=5 \
+	$(BIN)/python -m pytest tests/test_recordings_e2e.py -q -p no:xdist
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
