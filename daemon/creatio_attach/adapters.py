@@ -8,7 +8,7 @@ knows only the Protocols. Must not import ``engine``, ``service`` or ``cli``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,11 +65,15 @@ class ClientCreatio:
         name: str,
         mime: str | None,
         record_id: str,
+        progress: Callable[[int], None] | None = None,
     ) -> Uploaded:
+        """``progress(n)`` is called as blocks are sent (the engine's sign of life)."""
         from creatio_attach.creatio import Target
 
         target = Target.for_file_object(file_object, parent_id, parent_schema=parent_schema)
-        result = self.client.upload(path, target, name=name, mime=mime, record_id=record_id)
+        result = self.client.upload(
+            path, target, name=name, mime=mime, record_id=record_id, progress=progress
+        )
         return Uploaded(result.record_id, result.bytes, result.sha256)
 
     def record_size(self, file_object: str, record_id: str) -> int | None:

@@ -31,6 +31,7 @@ import structlog
 
 from creatio_attach.errors import CreatioAttachError
 from creatio_attach.journal.states import State
+from creatio_attach.outcomes import file_fields
 from creatio_attach.ports import Clock, Creatio, InboxPolicy, Uploaded
 from creatio_attach.settle import Key, Settled, SettleTracker, Stat
 
@@ -314,8 +315,8 @@ def mark_gone(journal: Journal, row_id: int, now: float) -> None:
     try:
         row = journal.get(row_id)
         if row.state is State.SEEN:
-            journal.mark_gone(row_id, now=now)
-            log.info("file.gone", inbox=row.inbox, file=row.path, state="gone")
+            gone = journal.mark_gone(row_id, now=now)
+            log.info("file.gone", **file_fields(gone, now))
     except CreatioAttachError:
         log.exception("journal.error", row=row_id)
 

@@ -6,6 +6,24 @@ finding its inbox policy) and every outcome, each written to the journal before 
 the file is moved. Policy only, like the pipeline: folders, Creatio and the clock come in
 through ``ports``; imports no I/O library (no requests, magic, sqlite3, watchdog, socket,
 subprocess).
+
+Every ``file.*`` log event carries the same fields, built from the journal row in hand (no
+extra journal read; ``file_fields``):
+
+- ``inbox``, ``file`` (the path relative to the inbox folder), ``state`` (the row's state
+  after the step the event reports), ``entity`` (the file object, None until the file is
+  routed and claimed), ``record_id`` (None until the record Id is claimed, just before the
+  create call), ``bytes`` (the file's size), ``mime`` (the detected type, None before
+  detection);
+- ``attempt``: which try at this file the event belongs to, 1-based: the first try is attempt 1
+  for every outcome. The journal's ``attempts`` column counts the tries that ended waiting
+  (``retry_wait``, ``unmatched``), so an event on a row in one of those states reports
+  ``attempts`` (the try that just ended), any other event ``attempts + 1`` (the try under way);
+- ``duration``: whole milliseconds since the journal first recorded the file (``created_at``:
+  it was found and had settled) until the event; on ``file.done`` that is the file's way from
+  the inbox into Creatio, on ``file.unmatched`` how long it has been waiting. It is never
+  negative (a wall clock set back gives 0). ``file.uploaded`` adds ``upload_ms``, the time of
+  the upload itself.
 """
 
 from __future__ import annotations
@@ -91,16 +109,7 @@ class Outcomes:
     def _event(self, event: str, row: FileRow, level: str = "info", **extra: Any) -> None:
         if level == "debug" and not _stdlib_log.isEnabledFor(logging.DEBUG):
             return  # two per file: not even built (structlog binds a logger on every call)
-        fields: dict[str, Any] = {
-            "inbox": row.inbox,
-            "file": row.path,
-            "state": row.state.value,
-            "entity": row.target,
-            "record_id": row.record_id,
-            "bytes": row.size,
-            "mime": row.mime,
-            "attempt": row.attempts,
-        }
+        fields = file_fields(row, self.clock.now())
         fields.update(extra)
         getattr(log, level)(event, **fields)
 
@@ -278,6 +287,23 @@ class Outcomes:
             log.info(
                 "record.discard_failed", entity=file_object, record_id=record_id, error=str(exc)
             )
+
+
+def file_fields(row: FileRow, now: float) -> dict[str, Any]:
+    """The fields of every ``file.*`` log event (see the module docstring), from ``row`` alone;
+    ``now`` is epoch seconds, the clock of the row's ``created_at``."""
+    counted = row.state in (State.RETRY_WAIT, State.UNMATCHED)
+    return {
+        "inbox": row.inbox,
+        "file": row.path,
+        "state": row.state.value,
+        "entity": row.target,
+        "record_id": row.record_id,
+        "bytes": row.size,
+        "mime": row.mime,
+        "duration": max(0, round((now - row.created_at) * 1000)),
+        "attempt": max(1, row.attempts) if counted else row.attempts + 1,
+    }
 
 
 def inside_folder(location: str, folder: Path) -> bool:

@@ -224,7 +224,10 @@ class Pipeline(Outcomes):
         if claim.outcome == "busy":
             note = ErrorNote("twin_uploading", "the same content is being uploaded right now")
             now = self.clock.now()
-            self.journal.mark_retry(row.id, now=now, next_attempt_at=now + TWIN_WAIT, error=note)
+            row = self.journal.mark_retry(
+                row.id, now=now, next_attempt_at=now + TWIN_WAIT, error=note
+            )
+            self._event("file.retry_wait", row, level="debug", reason=note.reason)
             return
         self.upload(claim.row, snap)
 
@@ -379,7 +382,7 @@ class Pipeline(Outcomes):
         if self._changed(row, path, before):
             return
         row = self.journal.mark_uploaded(row.id, now=self.clock.now())
-        self._event("file.uploaded", row, bytes=result.bytes, duration_ms=round(seconds * 1000))
+        self._event("file.uploaded", row, bytes=result.bytes, upload_ms=round(seconds * 1000))
         self.observer.file_done(row.inbox, bytes=result.bytes, seconds=seconds)
         policy = self._policy(row)
         self.dispose(row, policy.after if policy else "keep", policy)
@@ -457,7 +460,7 @@ class Pipeline(Outcomes):
             return
         if stored is not None and stored == row.size:
             row = self.journal.mark_uploaded(row.id, now=self.clock.now())
-            self.journal.mark_done(
+            row = self.journal.mark_done(
                 row.id, now=self.clock.now(), disposition="deleted", final_path=None
             )
             self._event("file.done", row, note="file gone after a complete upload")

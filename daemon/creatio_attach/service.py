@@ -37,7 +37,7 @@ from creatio_attach.dispose import LocalFolders
 from creatio_attach.dryrun import Planned, dry_run
 from creatio_attach.engine import Engine
 from creatio_attach.errors import ConfigError, CreatioAuthFailed, CreatioUnavailable
-from creatio_attach.ports import EngineObserver, SystemClock, Uploaded
+from creatio_attach.ports import EngineObserver, SystemClock
 
 if TYPE_CHECKING:
     from creatio_attach.creatio import CreatioClient
@@ -70,30 +70,6 @@ def stuck_after(timeout: float, connect_timeout: float) -> float:
 
 # ---------------------------------------------------------------------------------------------
 # metrics and sd_notify
-
-
-class _ProgressCreatio(ClientCreatio):
-    """``ClientCreatio`` whose uploads report each block sent (the engine's sign of life)."""
-
-    def upload(
-        self,
-        path: Path,
-        *,
-        file_object: str,
-        parent_schema: str,
-        parent_id: str,
-        name: str,
-        mime: str | None,
-        record_id: str,
-        progress: Callable[[int], None] | None = None,
-    ) -> Uploaded:
-        from creatio_attach.creatio import Target
-
-        target = Target.for_file_object(file_object, parent_id, parent_schema=parent_schema)
-        result = self.client.upload(
-            path, target, name=name, mime=mime, record_id=record_id, progress=progress
-        )
-        return Uploaded(result.record_id, result.bytes, result.sha256)
 
 
 class _MetricsObserver(EngineObserver):
@@ -192,7 +168,7 @@ class Service:
                 journal=self.journal,
                 inspector=DetectInspector(),
                 folders=LocalFolders(),
-                creatio=_ProgressCreatio(self.client),
+                creatio=ClientCreatio(self.client),
                 clock=SystemClock(),
                 concurrency=config.creatio.concurrency,
                 retry_base=config.daemon.retry_base,
