@@ -162,14 +162,7 @@ class Pipeline(Outcomes):
         try:
             snap = self.inspector.snapshot(path)
             if not _same(snap, row.size, row.mtime_ns):
-                row = self.journal.mark_changed(
-                    row.id,
-                    now=self.clock.now(),
-                    size=snap.size,
-                    mtime_ns=snap.mtime_ns,
-                    inode=snap.inode,
-                )
-                self._resettle(row.inbox, row.location, row.id)
+                self._settle_again(row, snap)
                 return
             if detected is None or detected.sha256 != row.sha256:
                 detected = self.inspector.detect(path)
@@ -387,6 +380,15 @@ class Pipeline(Outcomes):
         policy = self._policy(row)
         self.dispose(row, policy.after if policy else "keep", policy)
 
+    def _settle_again(self, row: FileRow, snap: FileFacts, *, event: str | None = None) -> None:
+        """The file differs from its row: back to ``seen`` (keeping its record Id), settle again."""
+        row = self.journal.mark_changed(
+            row.id, now=self.clock.now(), size=snap.size, mtime_ns=snap.mtime_ns, inode=snap.inode
+        )
+        if event is not None:
+            self._event(event, row, level="warning")
+        self._resettle(row.inbox, row.location, row.id)
+
     def _changed(self, row: FileRow, path: Path, before: FileFacts, force: bool = False) -> bool:
         """True (and the row is back in ``seen``, keeping its record Id) when the file changed
         during its upload: it settles again and is uploaded onto the same record."""
@@ -396,15 +398,7 @@ class Pipeline(Outcomes):
             return False
         if not force and _same(after, before.size, before.mtime_ns) and after.inode == before.inode:
             return False
-        row = self.journal.mark_changed(
-            row.id,
-            now=self.clock.now(),
-            size=after.size,
-            mtime_ns=after.mtime_ns,
-            inode=after.inode,
-        )
-        self._event("file.changed_during_upload", row, level="warning")
-        self._resettle(row.inbox, row.location, row.id)
+        self._settle_again(row, after, event="file.changed_during_upload")
         return True
 
     # -- after a crash -----------------------------------------------------------------------
@@ -437,14 +431,7 @@ class Pipeline(Outcomes):
                 self._recover_without_file(row)
                 return
             if not _same(snap, row.size, row.mtime_ns):
-                row = self.journal.mark_changed(
-                    row.id,
-                    now=self.clock.now(),
-                    size=snap.size,
-                    mtime_ns=snap.mtime_ns,
-                    inode=snap.inode,
-                )
-                self._resettle(row.inbox, row.location, row.id)
+                self._settle_again(row, snap)
                 return
             self.upload(row, snap)  # same record Id: an existing record is completed
         except JournalError:

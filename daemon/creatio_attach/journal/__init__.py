@@ -8,25 +8,8 @@ there). A rescan that meets the same instance finds its row again; a new file un
 is a new row. The row carries the target (file object, parent, record Name), the record Id, the
 state, the retry bookkeeping and the last error.
 
-States and transitions (``TRANSITIONS`` enforces them; anything else raises JournalError)::
-
-    state       meaning                                            may go to
-    ---------   ------------------------------------------------   ---------------------------------
-    seen        discovered; still settling (may be growing)        ready, failed, gone
-    ready       settled, hashed, typed; waiting for a worker       uploading, retry_wait, unmatched,
-                                                                   failed, duplicate, gone, seen
-    uploading   record Id claimed and committed BEFORE the         uploaded, retry_wait, unmatched,
-                create call; create/upload/verify in progress      failed, seen
-    uploaded    the content in Creatio is verified; the file is    done, seen
-                still to be archived, deleted or kept
-    done        archived, deleted or kept (``disposition``)        (final)
-    retry_wait  a retryable error; tried again at next_attempt_at  ready, or wherever ready may go
-    unmatched   no parent yet; tried again at next_attempt_at      ready, or wherever ready may go
-                until give_up_at, then failed
-    failed      permanent: ``last_error`` says why                 ready (the ``retry`` command)
-    duplicate   same content already on the same parent;           (final)
-                ``duplicate_of`` names the original row
-    gone        the file vanished before it was uploaded           (final)
+States and transitions: the table in ``states.py`` (``TRANSITIONS`` enforces it; anything else
+raises JournalError).
 
 ``uploading -> seen`` and ``uploaded -> seen`` mean the file changed while it was being uploaded:
 it settles again and is uploaded onto the SAME record (the record Id is kept).
