@@ -71,8 +71,16 @@ def test_every_write_carries_bpmcsrf(
     assert result.chunked
     client.delete_record("CaseFile", result.record_id)
     client.close()
-    # the log entry is written as the answer goes out: wait for the last call to show up
-    wait_for(lambda: request_log(emulator)[-1]["path"].endswith("/Logout"), what="logout")
+    # an entry is written once its answer has gone out, so the last calls may be logged in
+    # either order: wait until both the DELETE and the logout show up
+    wait_for(
+        lambda: (
+            {"DELETE", "Logout"}
+            <= {e["method"] for e in request_log(emulator)}
+            | {e["path"].rsplit("/", 1)[-1] for e in request_log(emulator)}
+        ),
+        what="the delete and the logout",
+    )
     writes = [e for e in request_log(emulator) if e["method"] in ("POST", "PUT", "PATCH", "DELETE")]
     data_writes = [e for e in writes if not e["path"].endswith("/Login")]
     assert {e["method"] for e in data_writes} == {"POST", "PUT", "DELETE"}
