@@ -177,7 +177,11 @@ class RecordingsParentMatcher:
         key = f"{request.inbox}|{request.path}|{request.found_at!r}"
         found = self.matcher.match(info, file_name=request.path, seen_at=seen, key=key)
         if isinstance(found, Unmatched):
-            raise ParentNotFound(found.reason)
+            raise ParentNotFound(
+                found.reason,
+                retry_after=found.retry_after,
+                asked_creatio=_asked_creatio(found.tried),
+            )
         name = default_record_name(
             info,
             ext=_extension(request.fields.get("file") or request.path.rpartition("/")[2]),
@@ -188,6 +192,13 @@ class RecordingsParentMatcher:
         return ParentMatch(
             found.file_object, found.parent_schema, found.parent_id, found.matched_by, name
         )
+
+
+def _asked_creatio(tried: list[str]) -> bool:
+    """Whether any matching step sent Creatio a request: a step that found nothing names
+    what it looked for, a skipped one says ``<step>: skipped (...)`` (``recordings.matcher``).
+    A step waiting for ``call_wait`` follows a Call step that asked."""
+    return any(not line.partition(": ")[2].startswith("skipped") for line in tried)
 
 
 def _extension(file_name: str) -> str | None:

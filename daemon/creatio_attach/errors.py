@@ -15,7 +15,8 @@ react*::
     │   ├── CreatioUnavailable         network, timeout, 5xx, 429: retry later
     │   ├── CreatioAuthFailed          bad credentials: stop and say so (exit 78)
     │   └── CreatioRejected            other 4xx/5xx for this request: permanent for that file
-    │       ├── ParentNotFound         no record matches the parent query
+    │       ├── ParentNotFound         no record matches the parent query (retry_after,
+    │       │                          asked_creatio: when to look again, whether Creatio was asked)
     │       ├── ParentAmbiguous        several records match; the candidates are listed
     │       └── VerificationFailed     the bytes in Creatio differ from the local file
     └── JournalError                   the state database cannot be used
@@ -156,7 +157,32 @@ class CreatioRejected(CreatioError):
 
 
 class ParentNotFound(CreatioRejected):
+    """No record matches the parent query (yet).
+
+    ``retry_after``: seconds until another look can change the answer, when the finder knows
+    (a call recording waiting for its Call record until ``call_wait`` ends); the file is not
+    given up before then. ``asked_creatio``: False when no request was made at all (every
+    matching step was skipped), so the answer says nothing about Creatio being reachable.
+    """
+
     reason = "parent_not_found"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        creatio_message: str | None = None,
+        retry_after: float | None = None,
+        asked_creatio: bool = True,
+        hint: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(
+            message, status=status, creatio_message=creatio_message, hint=hint, path=path
+        )
+        self.retry_after = retry_after
+        self.asked_creatio = asked_creatio
 
 
 class ParentAmbiguous(CreatioRejected):

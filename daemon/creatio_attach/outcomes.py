@@ -213,9 +213,19 @@ class Outcomes:
             log.exception("journal.error", row=row_id)
 
     def _unmatched(self, row: FileRow, policy: InboxPolicy, exc: ParentNotFound) -> None:
+        """-> unmatched: looked at again every ``unmatched_every`` until ``unmatched_for`` has
+        passed since the first miss, then failed. When the finder says when another look can
+        change the answer (``exc.retry_after``: a recording waiting for its Call record until
+        ``call_wait`` ends), the next look is no later than that, and the file is not given
+        up before that moment plus one ``unmatched_every``, however short ``unmatched_for``."""
         # reachability was reported where Creatio answered (``Pipeline._find_parent``/``_match``)
         now = self.clock.now()
         give_up = row.give_up_at if row.give_up_at is not None else now + policy.unmatched_for
+        next_look = now + policy.unmatched_every
+        if exc.retry_after is not None:
+            wait = max(0.0, exc.retry_after)
+            next_look = now + min(policy.unmatched_every, wait)
+            give_up = max(give_up, now + wait + policy.unmatched_every)
         note = ErrorNote.from_exception(exc)
         if now >= give_up:
             waited = ErrorNote(
@@ -230,7 +240,7 @@ class Outcomes:
         row = self.journal.mark_unmatched(
             row.id,
             now=now,
-            next_attempt_at=min(now + policy.unmatched_every, give_up),
+            next_attempt_at=min(next_look, give_up),
             give_up_at=give_up,
             error=note,
         )

@@ -312,8 +312,13 @@ class Pipeline(Outcomes):
         )
         try:
             match = matcher.match(request)
+        except ParentNotFound as exc:
+            # an answer from Creatio, unless every step was skipped and nothing was asked
+            if exc.asked_creatio:
+                self.observer.creatio_contact(True)
+            raise
         except CreatioRejected:
-            # the chain asked Creatio before it says "not found" or "ambiguous"
+            # the chain asked Creatio before it says "ambiguous" or Creatio refused a query
             self.observer.creatio_contact(True)
             raise
         self.observer.creatio_contact(True)  # every match comes from a Creatio answer
