@@ -132,9 +132,10 @@ class Scale:
 
     @property
     def pbx_seconds(self) -> float:
-        """A generous bound on the time the PBX threads take to write every recording."""
+        """A generous bound on the time the PBX threads take to write every recording: twice
+        the pauses, since the PBX threads share the interpreter with the daemon under test."""
         per_thread = math.ceil(self.recordings / max(1, self.pbx_threads))
-        return per_thread * (3 * MAX_PAUSE + 0.75) + 30
+        return 2 * per_thread * (3 * MAX_PAUSE + 0.75) + 30
 
     @property
     def upload_seconds(self) -> float:
