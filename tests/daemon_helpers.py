@@ -240,6 +240,21 @@ def load(config: Path) -> Any:
     return load_config(config)
 
 
+def log_lines(log: Path) -> list[dict[str, Any]]:
+    """Every JSON record of a daemon log (text before the first ``{``, e.g. journald's ``<N>``
+    priority, is skipped; lines that are not JSON are left out)."""
+    out = []
+    for raw in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        start = raw.find("{")
+        if start < 0:
+            continue
+        try:
+            out.append(json.loads(raw[start:]))
+        except ValueError:
+            continue
+    return out
+
+
 def wait_ready(proc: subprocess.Popen[bytes], log: Path, timeout: float = 20) -> None:
     """Wait for the daemon's ``daemon.ready`` line; fail with its log if it exits instead."""
     wait_for(

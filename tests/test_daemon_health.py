@@ -10,7 +10,6 @@ real request (not an answer from the parent cache).
 
 from __future__ import annotations
 
-import json
 import re
 import urllib.error
 import urllib.request
@@ -21,7 +20,7 @@ import pytest
 
 from creatio_attach.emulator import EmbeddedEmulator
 from tests.conftest import wait_for
-from tests.daemon_helpers import Site, start_daemon, stop_daemon, wait_ready
+from tests.daemon_helpers import Site, log_lines, start_daemon, stop_daemon, wait_ready
 
 
 class RestartableEmulator:
@@ -52,14 +51,7 @@ def restartable(
 def metrics_url(log: Path) -> str:
     """The address of the metrics server, from the daemon's ``metrics.listening`` line
     (``listen = "127.0.0.1:0"`` lets the kernel pick the port)."""
-    for raw in log.read_text(encoding="utf-8", errors="replace").splitlines():
-        start = raw.find("{")
-        if start < 0:
-            continue
-        try:
-            line = json.loads(raw[start:])
-        except ValueError:
-            continue
+    for line in log_lines(log):
         if line.get("event") == "metrics.listening":
             return str(line["url"])
     raise AssertionError("no metrics.listening line in the daemon log")

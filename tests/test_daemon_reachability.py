@@ -10,31 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import json
 from pathlib import Path
 from typing import Any
 
 from creatio_attach.emulator import EmbeddedEmulator
 from tests.conftest import wait_for
-from tests.daemon_helpers import Site, start_daemon, stop_daemon, wait_ready
+from tests.daemon_helpers import Site, log_lines, start_daemon, stop_daemon, wait_ready
 
 FILES = 6
 #: the ``file.retry_wait`` line is written just after the journal commit that sets the next
 #: attempt, and the next attempt's line only after a request failed: a little slack for that
 SLACK = 0.25
-
-
-def _lines(log: Path) -> list[dict[str, Any]]:
-    out = []
-    for raw in log.read_text(encoding="utf-8", errors="replace").splitlines():
-        start = raw.find("{")
-        if start < 0:
-            continue
-        try:
-            out.append(json.loads(raw[start:]))
-        except ValueError:
-            continue
-    return out
 
 
 def _when(line: dict[str, Any]) -> float:
@@ -44,7 +30,7 @@ def _when(line: dict[str, Any]) -> float:
 def _retries(log: Path) -> dict[str, list[tuple[float, float]]]:
     """file -> [(time of its ``file.retry_wait`` line, announced wait in s), ...]"""
     out: dict[str, list[tuple[float, float]]] = {}
-    for line in _lines(log):
+    for line in log_lines(log):
         if line.get("event") == "file.retry_wait":
             out.setdefault(str(line["file"]), []).append((_when(line), float(line["wait_s"])))
     return out
@@ -75,7 +61,7 @@ def test_a_parent_by_id_does_not_make_a_dead_creatio_look_reachable(
             return len(retries) == FILES and all(len(r) >= 2 for r in retries.values())
 
         wait_for(enough, timeout=60, what="every file retried twice")
-        events = [line.get("event") for line in _lines(log)]
+        events = [line.get("event") for line in log_lines(log)]
         assert "creatio.unreachable" in events
         assert "creatio.reachable_again" not in events, "Creatio never answered"
         assert site.files() == []
@@ -86,7 +72,7 @@ def test_a_parent_by_id_does_not_make_a_dead_creatio_look_reachable(
 
         site.faults(None)
         wait_for(lambda: site.state_count("done") == FILES, timeout=60, what="the backlog drained")
-        assert "creatio.reachable_again" in [line.get("event") for line in _lines(log)]
+        assert "creatio.reachable_again" in [line.get("event") for line in log_lines(log)]
         assert stop_daemon(proc) == 0
     finally:
         if proc.poll() is None:

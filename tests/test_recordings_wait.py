@@ -10,17 +10,22 @@ row but a contact (it lands on the contact once ``call_wait`` is over, long befo
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from creatio_attach.emulator import EmbeddedEmulator
 from creatio_attach.journal import Journal, State
 from tests.conftest import CorpusFile, wait_for
-from tests.daemon_helpers import Site, running_service, start_daemon, stop_daemon, wait_ready
+from tests.daemon_helpers import (
+    Site,
+    log_lines,
+    running_service,
+    start_daemon,
+    stop_daemon,
+    wait_ready,
+)
 from tests.recordings_sim import UTC, Recording, create_call, create_contact
 
 CALL_WAIT = 4.0
@@ -128,19 +133,6 @@ def test_a_recording_waits_for_its_call_then_for_call_wait_not_for_every(
     assert done[no_call.relative].attempts >= 1
 
 
-def _events(log: Path) -> list[dict[str, Any]]:
-    out = []
-    for raw in log.read_text(encoding="utf-8", errors="replace").splitlines():
-        begin = raw.find("{")
-        if begin < 0:
-            continue
-        try:
-            out.append(json.loads(raw[begin:]))
-        except ValueError:
-            continue
-    return out
-
-
 def test_a_recording_whose_name_gives_nothing_to_ask_is_no_sign_of_a_reachable_creatio(
     tmp_path: Path, emulator: EmbeddedEmulator, corpus_by_name: dict[str, CorpusFile]
 ) -> None:
@@ -166,7 +158,7 @@ def test_a_recording_whose_name_gives_nothing_to_ask_is_no_sign_of_a_reachable_c
         site.faults("503@p=1:path=.:retry-after=0")  # every request, the login and probe too
         (cases / "SR7000_note.txt").write_bytes(b"a note for a case\n" * 50)
         wait_for(
-            lambda: "creatio.unreachable" in [e.get("event") for e in _events(log)],
+            lambda: "creatio.unreachable" in [e.get("event") for e in log_lines(log)],
             timeout=30,
             what="Creatio seen unreachable",
         )
@@ -175,13 +167,13 @@ def test_a_recording_whose_name_gives_nothing_to_ask_is_no_sign_of_a_reachable_c
         def looked_twice() -> bool:
             tries = [
                 e
-                for e in _events(log)
+                for e in log_lines(log)
                 if e.get("event") == "file.unmatched" and e.get("file") == "_.wav"
             ]
             return len(tries) >= 2
 
         wait_for(looked_twice, timeout=30, what="the nameless recording looked at twice")
-        events = _events(log)
+        events = log_lines(log)
         unmatched = next(e for e in events if e.get("event") == "file.unmatched")
         assert "skipped" in str(unmatched["error"])
         assert "creatio.reachable_again" not in [e.get("event") for e in events]
