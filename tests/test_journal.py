@@ -64,7 +64,7 @@ def add(j: Journal, name: str | None = None, *, inbox: str = "cases", now: float
     return row
 
 
-def make_ready(j: Journal, row: FileRow, *, sha: str = SHA, parent: str = CASE_A) -> FileRow:
+def make_ready(j: Journal, row: FileRow, *, sha: str | None = SHA, parent: str = CASE_A) -> FileRow:
     j.mark_ready(row.id, now=T0 + 1, sha256=sha, mime="application/pdf")
     j.set_target(
         row.id,
@@ -500,6 +500,49 @@ def test_the_same_content_for_the_same_parent_is_uploaded_once(journal: Journal)
     assert journal.claim_upload(other_parent.id, now=T0 + 4).outcome == "claimed"
 
 
+def test_a_large_file_without_a_hash_is_claimed_when_no_file_of_its_size_is_there(
+    journal: Journal,
+) -> None:
+    """Large files are hashed while they upload (``mark_uploaded(sha256=...)``); their claim
+    compares sizes instead, and asks for the hash only when a file of that size is there."""
+    big = make_ready(journal, add(journal), sha=None)
+    twin = make_ready(journal, add(journal), sha=None)  # same size (1234), content unknown
+    hashed = make_ready(journal, add(journal))  # same size, hashed (a small-file row)
+    elsewhere = make_ready(journal, add(journal), sha=None, parent=CASE_B)
+
+    claim = journal.claim_upload(big.id, now=T0 + 2)
+    assert claim.outcome == "claimed" and journal.get(big.id).sha256 is None
+    # while a file of the same size uploads without a hash, nothing of that size may start
+    for waiting in (twin, hashed):
+        busy = journal.claim_upload(waiting.id, now=T0 + 2)
+        assert (busy.outcome, busy.original and busy.original.id) == ("busy", big.id)
+    assert journal.claim_upload(elsewhere.id, now=T0 + 2).outcome == "claimed"
+
+    journal.mark_uploaded(big.id, now=T0 + 3, sha256=SHA)
+    assert journal.get(big.id).sha256 == SHA
+    first = journal.claim_upload(twin.id, now=T0 + 4)
+    assert (first.outcome, first.original and first.original.id) == ("hash_first", big.id)
+    assert journal.get(twin.id).state is State.READY
+    journal.set_hash(twin.id, now=T0 + 4, sha256=SHA)
+    dup = journal.claim_upload(twin.id, now=T0 + 4)
+    assert (dup.outcome, dup.original and dup.original.id) == ("duplicate", big.id)
+    assert journal.claim_upload(hashed.id, now=T0 + 5).outcome == "duplicate"
+
+
+def test_a_large_file_of_the_same_size_but_other_content_is_uploaded(journal: Journal) -> None:
+    done = make_ready(journal, add(journal))
+    journal.claim_upload(done.id, now=T0 + 2)
+    journal.mark_uploaded(done.id, now=T0 + 3)
+    big = make_ready(journal, add(journal), sha=None)
+    assert journal.claim_upload(big.id, now=T0 + 4).outcome == "hash_first"
+    journal.set_hash(big.id, now=T0 + 4, sha256="f" * 64)
+    assert journal.claim_upload(big.id, now=T0 + 4).outcome == "claimed"
+    with pytest.raises(JournalError, match="its hash is fixed"):
+        journal.set_hash(big.id, now=T0 + 5, sha256=SHA)
+    journal.mark_uploaded(big.id, now=T0 + 6)  # no sha256 given: the one set stays
+    assert journal.get(big.id).sha256 == "f" * 64
+
+
 def test_duplicates_upload_is_honoured(journal: Journal) -> None:
     first = make_ready(journal, add(journal))
     journal.claim_record_id(first.id, now=T0 + 2)
@@ -690,7 +733,7 @@ def test_a_version_1_journal_is_migrated_keeping_its_rows(tmp_path: Path) -> Non
         assert (row.path, row.record_id, row.metadata) == ("SR1.pdf", "rid-1", {})
         assert j.pending_submissions() == []
     check = sqlite3.connect(tmp_path / JOURNAL_FILE)
-    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     check.close()
 
 
@@ -903,5 +946,5 @@ def test_a_version_2_journal_gets_the_index_for_pending_submissions(tmp_path: Pa
         j.take_submission(sub.id, now=6.0, file_id=None)
         assert j.pending_submissions() == []
     check = sqlite3.connect(tmp_path / JOURNAL_FILE)
-    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     check.close()

@@ -29,14 +29,22 @@ if TYPE_CHECKING:
     from creatio_attach.creatio import CreatioClient
 
 
+#: files larger than this are hashed while they upload, not before (one read instead of two)
+HASH_WHILE_UPLOADING_ABOVE = 64 * 1024 * 1024
+
+
 class DetectInspector:
-    """``ports.Inspector`` over ``detect``."""
+    """``ports.Inspector`` over ``detect``; files above ``hash_up_to`` bytes are hashed only
+    when ``need_hash`` (None: always)."""
+
+    def __init__(self, hash_up_to: int | None = HASH_WHILE_UPLOADING_ABOVE) -> None:
+        self.hash_up_to = hash_up_to
 
     def snapshot(self, path: Path) -> FileFacts:
         return detect.snapshot(path)
 
-    def detect(self, path: Path) -> Detection:
-        return detect.detect(path)
+    def detect(self, path: Path, *, need_hash: bool = False) -> Detection:
+        return detect.detect(path, hash_up_to=None if need_hash else self.hash_up_to)
 
     def record_name(self, file_name: str, detected: Detection) -> str:
         assert isinstance(detected, detect.Detected)

@@ -12,7 +12,9 @@ canonical name and refined where libmagic is known to be wrong or silent:
   text format libmagic cannot tell from prose (CSV in a legacy code page, TSV...).
 
 Nothing reads a whole file into memory: hashing is streamed in blocks, every sniff reads
-a bounded window. Each thread has its own libmagic handles (they are not thread-safe).
+a bounded window. ``hash_up_to`` leaves the SHA-256 of a larger file to its upload (the
+daemon hashes big files once, while they are sent; ``pipeline`` says when that is safe).
+Each thread has its own libmagic handles (they are not thread-safe).
 Non-regular files (FIFOs, devices, directories) are refused without being opened for read.
 Imports from the project: ``errors`` and its table module ``filetypes`` only.
 """
@@ -56,7 +58,7 @@ class Detected:
     mime: str  # canonical MIME type
     extension: str  # canonical extension without dot ("" when the type has none)
     size: int
-    sha256: str  # hex
+    sha256: str | None  # hex; None when left to the upload (``detect(hash_up_to=...)``)
     #: the file it was found in, for ``description`` (not part of the result's identity)
     path: Path | None = field(default=None, compare=False, repr=False)
 
@@ -81,8 +83,10 @@ class Snapshot:
     device: int
 
 
-def detect(path: Path) -> Detected:
+def detect(path: Path, *, hash_up_to: int | None = None) -> Detected:
     """The real type, size and SHA-256 of the regular file at ``path``.
+
+    A file larger than ``hash_up_to`` bytes is not hashed here (``sha256`` is None).
 
     Raises ``FileRefused(reason="empty")`` for an empty file, ``FileGone`` when it vanished,
     ``FileUnreadable`` for any other OS error or a file that is not a regular file.
@@ -101,6 +105,8 @@ def detect(path: Path) -> Detected:
         # test, "OpusHead" at offset 28 of an Ogg page, read here instead of a second pass
         opus = mime == "audio/ogg" and ft.is_ogg_opus(read(0, 36))
         extension = ft.extension_for(mime, "Opus audio" if opus else "")
+        if hash_up_to is not None and size > hash_up_to:
+            return Detected(mime, extension, size, None, path)
         digest, hashed = _hash_fd(fd, path, 1 << 20)
     finally:
         os.close(fd)

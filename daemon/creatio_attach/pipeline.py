@@ -30,7 +30,7 @@ from creatio_attach.errors import (
     ParentNotFound,
     VerificationFailed,
 )
-from creatio_attach.journal.rows import ErrorNote, FileRow
+from creatio_attach.journal.rows import Claim, ErrorNote, FileRow
 from creatio_attach.journal.states import State
 from creatio_attach.routing import (
     SIDECAR_SUFFIX,
@@ -165,7 +165,9 @@ class Pipeline(Outcomes):
                 self._settle_again(row, snap)
                 return
             if detected is None or detected.sha256 != row.sha256:
-                detected = self.inspector.detect(path)
+                # a row hashed before (small, or a large one told to hash first) is checked
+                # against its hash again; a large one still without a hash is not hashed here
+                detected = self.inspector.detect(path, need_hash=row.sha256 is not None)
             if detected.sha256 != row.sha256 or detected.mime != row.mime:
                 now = self.clock.now()
                 self.journal.mark_changed(
@@ -210,6 +212,19 @@ class Pipeline(Outcomes):
         )
         if released and row.target:
             self._discard(row.target, released)
+        if claim.outcome == "hash_first":
+            # a large file not hashed yet, and a file of its size is already on the parent
+            try:
+                hashed = self._hash_and_claim(row, path, policy)
+            except FileGone:
+                self._gone(row)
+                return
+            except FileProblem as exc:
+                self.fail(row, ErrorNote.from_exception(exc))
+                return
+            if hashed is None:
+                return  # it changed while it was hashed: it settles again
+            claim = hashed
         assert claim.row is not None
         if claim.outcome == "duplicate":
             self._duplicate(claim.row, policy, claim.original)
@@ -223,6 +238,19 @@ class Pipeline(Outcomes):
             self._event("file.retry_wait", row, level="debug", reason=note.reason)
             return
         self.upload(claim.row, snap)
+
+    def _hash_and_claim(self, row: FileRow, path: Path, policy: InboxPolicy) -> Claim | None:
+        """Hash a large file before its claim after all (``Claim`` "hash_first") and claim again;
+        None when the file changed meanwhile (it is settling again)."""
+        detected = self.inspector.detect(path, need_hash=True)
+        snap = self.inspector.snapshot(path)
+        if not _same(snap, row.size, row.mtime_ns) or detected.sha256 is None:
+            self._settle_again(self.journal.get(row.id), snap)
+            return None
+        self.journal.set_hash(row.id, now=self.clock.now(), sha256=detected.sha256)
+        return self.journal.claim_upload(
+            row.id, now=self.clock.now(), skip_duplicates=policy.duplicates == "skip"
+        )
 
     def _check_rules(self, policy: InboxPolicy, detected: Detection, row: FileRow) -> None:
         mime = detected.mime
@@ -375,11 +403,20 @@ class Pipeline(Outcomes):
             return
         self.observer.creatio_contact(True)
         seconds = self.clock.monotonic() - started
-        if result.sha256 != row.sha256 and self._changed(row, path, before, force=True):
+        # a file hashed before must have sent the same bytes; a large one hashed while it was
+        # sent (no hash before) relies on its size, mtime and inode before and after
+        hashed_before = row.sha256 is not None
+        if (
+            hashed_before
+            and result.sha256 != row.sha256
+            and self._changed(row, path, before, force=True)
+        ):
             return
         if self._changed(row, path, before):
             return
-        row = self.journal.mark_uploaded(row.id, now=self.clock.now())
+        row = self.journal.mark_uploaded(
+            row.id, now=self.clock.now(), sha256=None if hashed_before else result.sha256
+        )
         self._event("file.uploaded", row, bytes=result.bytes, upload_ms=round(seconds * 1000))
         self.observer.file_done(row.inbox, bytes=result.bytes, seconds=seconds)
         policy = self._policy(row)

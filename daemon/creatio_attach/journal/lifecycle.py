@@ -114,10 +114,24 @@ class Lifecycle(Store):
             return found
 
     def mark_ready(
-        self, file_id: int, *, now: float, sha256: str, mime: str | None = None
+        self, file_id: int, *, now: float, sha256: str | None, mime: str | None = None
     ) -> FileRow:
-        """seen -> ready: settled; its hash and detected type are known. Due at ``now``."""
+        """seen -> ready: settled; its detected type is known, and its hash unless the file is
+        large (None: hashed while it uploads, see ``_claim``). Due at ``now``."""
         return self._move(file_id, State.READY, now, sha256=sha256, mime=mime, next_attempt_at=now)
+
+    def set_hash(self, file_id: int, *, now: float, sha256: str) -> FileRow:
+        """Record the SHA-256 of a large file hashed before its claim (outcome "hash_first");
+        only while it waits to be claimed (ready, retry_wait, unmatched)."""
+        with self._write() as conn:
+            waiting = (State.READY, State.RETRY_WAIT, State.UNMATCHED)
+            found = self._update(conn, file_id, now, waiting, sha256=sha256)
+            if found is None:
+                raise JournalError(
+                    f"file #{file_id} is {self._get(conn, file_id).state}; its hash is fixed",
+                    path=str(self.path),
+                )
+            return found
 
     def set_target(
         self,
@@ -184,8 +198,11 @@ class Lifecycle(Store):
 
         With ``skip_duplicates`` a row whose content is already uploaded/done on the same parent
         becomes ``duplicate`` (outcome "duplicate"); one whose twin is ``uploading`` right now is
-        left alone (outcome "busy": try again shortly). Otherwise a record Id is generated (or the
-        one from an earlier attempt kept), committed durably, and returned (outcome "claimed").
+        left alone (outcome "busy": try again shortly). A row without a hash yet (a large file,
+        hashed while it uploads) is claimed only when no other file of its size is on the
+        parent (else outcome "hash_first"), and waits ("busy") while a file of its size without
+        a hash uploads. Otherwise a record Id is generated (or the one from an earlier attempt
+        kept), committed durably, and returned (outcome "claimed").
         """
         with self._write(durable=True) as conn:
             return self._claim(conn, self._get(conn, file_id), now, skip_duplicates)
@@ -220,30 +237,60 @@ class Lifecycle(Store):
                 f"file #{file_id} ({row.path}) cannot go from {row.state} to uploading",
                 path=str(self.path),
             )
-        if not (row.target and row.parent_schema and row.parent_id and row.sha256):
+        if not (row.target and row.parent_schema and row.parent_id):
             raise JournalError(
-                f"file #{file_id} has no target or hash yet; call set_target/mark_ready first",
+                f"file #{file_id} has no target yet; call set_target first",
                 path=str(self.path),
             )
         if skip_duplicates:
+            early = self._twin_check(conn, row, now)
+            if early is not None:
+                return early
+        record_id = row.record_id or str(uuid.uuid4())
+        row = self._transition(
+            conn, file_id, State.UPLOADING, now, record_id=record_id, next_attempt_at=None
+        )
+        return Claim("claimed", record_id=record_id, row=row)
+
+    def _twin_check(self, conn: sqlite3.Connection, row: FileRow, now: float) -> Claim | None:
+        """The outcome when the same content (or, for a row without a hash, a file of the same
+        size) is on the row's parent; None when the row may be claimed."""
+        on_parent = " AND parent_schema = ? AND parent_id = ? AND target = ? AND id != ?"
+        where = (row.parent_schema, row.parent_id, row.target, row.id)
+        if row.sha256 is not None:
             twin = conn.execute(
-                SELECT + " WHERE sha256 = ? AND parent_schema = ? AND parent_id = ?"
-                " AND target = ? AND id != ? AND state IN ('uploading', 'uploaded', 'done')"
-                " ORDER BY state = 'uploading', id LIMIT 1",
-                (row.sha256, row.parent_schema, row.parent_id, row.target, file_id),
+                SELECT + " WHERE sha256 = ?" + on_parent + " AND state IN"
+                " ('uploading', 'uploaded', 'done') ORDER BY state = 'uploading', id LIMIT 1",
+                (row.sha256, *where),
             ).fetchone()
             if twin is not None:
                 original = decode_row(twin)
                 if original.state is State.UPLOADING:
                     return Claim("busy", original=original, row=row)
                 columns = dict(duplicate_of=original.id, next_attempt_at=None, done_at=now)
-                row = self._transition(conn, file_id, State.DUPLICATE, now, **columns)
+                row = self._transition(conn, row.id, State.DUPLICATE, now, **columns)
                 return Claim("duplicate", original=original, row=row)
-        record_id = row.record_id or str(uuid.uuid4())
-        row = self._transition(
-            conn, file_id, State.UPLOADING, now, record_id=record_id, next_attempt_at=None
-        )
-        return Claim("claimed", record_id=record_id, row=row)
+        # a large file of this size uploads without a hash yet: it may be the same content
+        pending = conn.execute(
+            SELECT
+            + " WHERE size = ? AND sha256 IS NULL"
+            + on_parent
+            + " AND state = 'uploading' ORDER BY id LIMIT 1",
+            (row.size, *where),
+        ).fetchone()
+        if pending is not None:
+            return Claim("busy", original=decode_row(pending), row=row)
+        if row.sha256 is None:
+            same_size = conn.execute(
+                SELECT
+                + " WHERE size = ?"
+                + on_parent
+                + " AND state IN ('uploaded', 'done') ORDER BY id LIMIT 1",
+                (row.size, *where),
+            ).fetchone()
+            if same_size is not None:
+                return Claim("hash_first", original=decode_row(same_size), row=row)
+        return None
 
     def claim_record_id(self, file_id: int, *, now: float) -> str:
         """Claim a record Id (kept from an earlier attempt, else a new uuid4) and commit it
@@ -252,9 +299,12 @@ class Lifecycle(Store):
         assert claim.record_id is not None
         return claim.record_id
 
-    def mark_uploaded(self, file_id: int, *, now: float) -> FileRow:
-        """uploading -> uploaded: the content in Creatio is verified."""
-        return self._move(file_id, State.UPLOADED, now, last_error=None)
+    def mark_uploaded(self, file_id: int, *, now: float, sha256: str | None = None) -> FileRow:
+        """uploading -> uploaded: the content in Creatio is verified. ``sha256``: the hash of
+        a large file taken while it was sent (its row had none)."""
+        if sha256 is None:
+            return self._move(file_id, State.UPLOADED, now, last_error=None)
+        return self._move(file_id, State.UPLOADED, now, last_error=None, sha256=sha256)
 
     def mark_done(
         self, file_id: int, *, now: float, disposition: Disposition, final_path: str | None

@@ -148,11 +148,15 @@ class Submission:
 
 @dataclass(frozen=True)
 class Claim:
-    """What ``claim_upload`` decided: upload with ``record_id``, or not."""
+    """What ``claim_upload`` decided: upload with ``record_id``, or not.
 
-    outcome: Literal["claimed", "duplicate", "busy"]
+    "hash_first": the row has no SHA-256 yet (a large file, hashed while it uploads) but a file
+    of its size is already on the parent: hash it, ``set_hash``, and claim again."""
+
+    outcome: Literal["claimed", "duplicate", "busy", "hash_first"]
     record_id: str | None = None  # set when claimed
-    original: FileRow | None = None  # the row holding the same content (duplicate, busy)
+    #: the row holding the same content (duplicate, busy) or the same size (hash_first)
+    original: FileRow | None = None
     row: FileRow | None = None  # this file's row after the claim (uploading, duplicate...)
 
 

@@ -16,7 +16,7 @@ from creatio_attach.errors import JournalError
 
 from .states import State
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: ``PRAGMA application_id`` of a creatio-attach journal ("CAJ1"), so a foreign database is refused
 APPLICATION_ID = 0x43414A31
 
@@ -82,6 +82,12 @@ DROP INDEX submissions_pending;
 CREATE INDEX submissions_untaken ON submissions (id) WHERE taken_at IS NULL;
 """
 
+# v4: a large file is claimed before it is hashed (``lifecycle._twin_check``): files of the same
+# size on the same parent are looked up on every such claim
+_SCHEMA_V4 = """
+CREATE INDEX files_parent_size ON files (parent_id, size) WHERE parent_id IS NOT NULL;
+"""
+
 
 def _run(conn: sqlite3.Connection, script: str) -> None:
     # one statement at a time: executescript() would COMMIT the migration's transaction
@@ -95,6 +101,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     lambda conn: _run(conn, _SCHEMA_V1),
     lambda conn: _run(conn, _SCHEMA_V2),
     lambda conn: _run(conn, _SCHEMA_V3),
+    lambda conn: _run(conn, _SCHEMA_V4),
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
