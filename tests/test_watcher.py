@@ -21,17 +21,19 @@ import pytest
 import structlog.testing
 
 from creatio_attach.errors import ConfigError
+from creatio_attach.watch_mode import (
+    check_watch_limit,
+    choose_mode,
+    filesystem_type,
+    inotify_limit_error,
+    max_user_watches,
+)
 from creatio_attach.watcher import (
     FileEvent,
     InboxWatcher,
     WatchSpec,
-    check_watch_limit,
-    choose_mode,
     collapse,
-    filesystem_type,
     fstype_at,
-    inotify_limit_error,
-    max_user_watches,
     mode_for_fstype,
     parse_mountinfo,
 )

@@ -1,10 +1,10 @@
 """TOML config -> validated, frozen settings; every problem reported at once; secrets resolved.
 
-Imports from the project only ``errors``, ``settings_*`` and ``inbox_config`` (adapters
-import the settings types from here); no network, no logging set-up. The whole file is
-validated before anything uses it: each problem is reported as ``key.path: what is wrong`` and
-all of them together in one ``ConfigError`` (exit status 78), in the manner of borgmatic's
-``validate.py``.
+Imports from the project only ``errors``, ``settings_*``, ``inbox_config`` and
+``config_secrets`` (adapters import the settings types from here); no network, no logging
+set-up. The whole file is validated before anything uses it: each problem is reported as
+``key.path: what is wrong`` and all of them together in one ``ConfigError`` (exit status 78), in
+the manner of borgmatic's ``validate.py``.
 
 The file's shape is ``ConfigFile`` (``extra="forbid"``: unknown tables and keys are problems).
 The daemon's tables (``[state]``, ``[daemon]``, ``[defaults]``, ``[[inbox]]``, ``[metrics]``) are
@@ -12,10 +12,9 @@ modelled in ``settings_models`` and checked in ``inbox_config``; sizes, duration
 wording of problems live in ``settings_values`` (re-exported here: ``parse_size``,
 ``parse_duration``, ``Size``, ``Duration``).
 
-Secrets (``password``, ``client_secret``) are resolved here, in this order:
-``$CREDENTIALS_DIRECTORY/creatio-password`` (``creatio-client-secret``), the config's
-``password_file`` (``client_secret_file``), the inline value, the environment
-(``CREATIO_ATTACH_PASSWORD``, ``CREATIO_ATTACH_CLIENT_SECRET``). No message ever shows a secret.
+Secrets (``password``, ``client_secret``) are resolved while loading, by ``config_secrets``
+(which documents the order: credential, secret file, inline value, environment), and their
+problems are reported with all the others. No message ever shows a secret.
 Commands that only use the journal (``status``, ``retry``, ``submit``) load with
 ``secrets=False``: no secret is required or read, every other rule still applies.
 """
@@ -24,7 +23,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
 
+from creatio_attach.config_secrets import required_problems, resolve_secrets
 from creatio_attach.errors import ConfigError
 from creatio_attach.inbox_config import (
     daemon_problems,
@@ -66,6 +65,7 @@ from creatio_attach.settings_values import (
     in_file_order,
     parse_duration,
     parse_size,
+    relative_to,
     shown,
     size_before,
 )
@@ -238,15 +238,6 @@ def resolve_config_path(explicit: Path | None, env: Mapping[str, str] = os.envir
     return Path(from_env) if from_env else DEFAULT_CONFIG_PATH
 
 
-_SECRETS = {
-    # key: (credential name, file key, environment variable)
-    "password": ("creatio-password", "password_file", "CREATIO_ATTACH_PASSWORD"),
-    "client_secret": (
-        "creatio-client-secret",
-        "client_secret_file",
-        "CREATIO_ATTACH_CLIENT_SECRET",
-    ),
-}
 _SECRET_KEY_RE = SECRET_KEY_RE
 
 
@@ -293,7 +284,7 @@ def load_config(
         problems.extend(_format_error(err) for err in e.errors())
 
     def resolve(value: str) -> Path:
-        return Path(os.path.abspath(_relative_to(source, value)))  # noqa: PTH100 - no symlinks resolved
+        return Path(os.path.abspath(relative_to(source, value)))  # noqa: PTH100 - no symlinks resolved
 
     defaults, found = validate_defaults(raw.get("defaults"))
     problems += found
@@ -307,15 +298,15 @@ def load_config(
     table = raw.get("creatio")
     if "creatio" in raw and not isinstance(table, dict):
         table = None  # reported by pydantic
-    found_secrets, secret_problems, warnings = _resolve_secrets(
+    found_secrets, secret_problems, warnings = resolve_secrets(
         table or {}, env, source, read=secrets
     )
     problems.extend(secret_problems)
     if isinstance(table, dict):
-        problems.extend(_required(table, found_secrets, secrets=secrets))
+        problems.extend(required_problems(table, found_secrets, secrets=secrets))
         ca = table.get("ca_bundle")
-        if isinstance(ca, str) and not _relative_to(source, ca).is_file():
-            problems.append(f"creatio.ca_bundle: no such file: {_relative_to(source, ca)}")
+        if isinstance(ca, str) and not relative_to(source, ca).is_file():
+            problems.append(f"creatio.ca_bundle: no such file: {relative_to(source, ca)}")
 
     if problems or model is None:
         unique = in_file_order(list(dict.fromkeys(problems)), raw)
@@ -332,7 +323,7 @@ def load_config(
     )
     values.update(found_secrets)
     if model.creatio.ca_bundle is not None:
-        values["ca_bundle"] = _relative_to(source, str(model.creatio.ca_bundle))
+        values["ca_bundle"] = relative_to(source, str(model.creatio.ca_bundle))
     settings = CreatioSettings.model_validate(values)
     return Config(
         creatio=settings,
@@ -410,123 +401,3 @@ def _known(loc: tuple[int | str, ...]) -> list[str]:
 def _format_error(err: Mapping[str, Any]) -> str:
     """One pydantic error as ``key.path: what is wrong``; never echoes a secret."""
     return format_error(err, known=_known)
-
-
-def _relative_to(source: Path | None, value: str) -> Path:
-    """A path from the config: ``~`` expanded, relative ones taken from the config's folder."""
-    path = Path(value).expanduser()
-    if source is not None and not path.is_absolute():
-        return source.parent / path
-    return path
-
-
-def _read_secret_file(file: Path) -> str:
-    text = file.read_text(encoding="utf-8")
-    return text[:-1] if text.endswith("\n") else text
-
-
-def _others_can_read(file: Path) -> int | None:
-    """The file's mode when group or others may read it, else None."""
-    try:
-        mode = file.stat().st_mode
-    except OSError:
-        return None
-    return stat.S_IMODE(mode) if mode & (stat.S_IRGRP | stat.S_IROTH) else None
-
-
-def _resolve_secrets(
-    table: Mapping[str, Any], env: Mapping[str, str], source: Path | None, *, read: bool = True
-) -> tuple[dict[str, SecretStr], list[str], list[str]]:
-    """Secrets by the documented order; problems and warnings never contain their values.
-
-    ``read=False``: only the warning about an inline secret in a readable config; nothing is
-    opened, the environment is not looked at, no secret is returned.
-    """
-    found: dict[str, SecretStr] = {}
-    problems: list[str] = []
-    warnings: list[str] = []
-    creds_dir = env.get("CREDENTIALS_DIRECTORY", "").strip()
-    for key, (credential, file_key, env_name) in _SECRETS.items():
-        inline = table.get(key)
-        mode = _others_can_read(source) if source and isinstance(inline, str) and inline else None
-        if mode is not None:
-            # even when another source wins, the secret sits in a file others can read
-            warnings.append(
-                f"{source} holds a secret (creatio.{key}) and is readable by group or "
-                f"others (mode {mode:04o}): chmod 600 it, or move the secret to "
-                f"{file_key} or the systemd credential {credential}"
-            )
-        if not read:
-            continue
-        value: str | None = None
-        if creds_dir and (Path(creds_dir) / credential).is_file():
-            cred = Path(creds_dir) / credential
-            try:
-                value = _read_secret_file(cred)
-            except (OSError, UnicodeDecodeError) as e:
-                problems.append(f"creatio.{key}: cannot read the credential {cred}: {_why(e)}")
-                continue
-            if not value:
-                problems.append(f"creatio.{key}: the credential {cred} is empty")
-                continue
-        elif isinstance(table.get(file_key), str):
-            secret_file = _relative_to(source, table[file_key])
-            try:
-                value = _read_secret_file(secret_file)
-            except (OSError, UnicodeDecodeError) as e:
-                problems.append(f"creatio.{file_key}: cannot read {secret_file}: {_why(e)}")
-                continue
-            if not value:
-                problems.append(f"creatio.{file_key}: {secret_file} is empty")
-                continue
-            mode = _others_can_read(secret_file)
-            if mode is not None:
-                warnings.append(
-                    f"{secret_file} (creatio.{file_key}) is readable by group or others "
-                    f"(mode {mode:04o}): chmod 600 it"
-                )
-        elif isinstance(table.get(key), str):
-            value = table[key]
-            if not value:
-                problems.append(f"creatio.{key}: must not be empty")
-                continue
-        elif env.get(env_name):
-            value = env[env_name]
-        if value:
-            found[key] = SecretStr(value)
-    return found, problems, warnings
-
-
-def _why(e: BaseException) -> str:
-    if isinstance(e, UnicodeDecodeError):
-        return "not UTF-8 text"
-    if isinstance(e, OSError) and e.strerror:
-        return e.strerror
-    return type(e).__name__
-
-
-def _required(
-    table: Mapping[str, Any], found: Mapping[str, SecretStr], *, secrets: bool = True
-) -> list[str]:
-    """What the chosen ``auth`` needs, checked after the secrets are resolved (without
-    ``secrets``, the user name and client id only)."""
-    auth = table.get("auth", "forms")
-    out: list[str] = []
-    if auth == "forms":
-        if table.get("username") in (None, ""):
-            out.append('creatio.username: required for auth = "forms"')
-        if secrets and not {"password", "password_file"} & (set(found) | set(table)):
-            out.append(
-                'creatio.password: required for auth = "forms": set password_file, or the '
-                "systemd credential creatio-password, or $CREATIO_ATTACH_PASSWORD"
-            )
-    elif auth == "oauth2":
-        if table.get("client_id") in (None, ""):
-            out.append('creatio.client_id: required for auth = "oauth2"')
-        if secrets and not {"client_secret", "client_secret_file"} & (set(found) | set(table)):
-            out.append(
-                'creatio.client_secret: required for auth = "oauth2": set client_secret_file, '
-                "or the systemd credential creatio-client-secret, or "
-                "$CREATIO_ATTACH_CLIENT_SECRET"
-            )
-    return out

@@ -1,8 +1,9 @@
-"""Values of the config file: sizes, durations, and pydantic errors as ``key.path: what is wrong``.
+"""Values of the config file: sizes, durations, paths, and pydantic errors as ``key.path: what is
+wrong``.
 
-Shared by ``config`` (the ``[creatio]`` table, loading) and ``inbox_config`` (the daemon's
-tables), so that both speak the same units and the same error language. Imports nothing from
-the project and does no I/O.
+Shared by ``config`` (the ``[creatio]`` table, loading), ``config_secrets`` (secret files) and
+``inbox_config`` (the daemon's tables), so that they speak the same units and the same error
+language. Imports nothing from the project and does no I/O.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator
@@ -45,6 +47,14 @@ def shown(value: object) -> str:
     """A value as the user wrote it, quoted like TOML, shortened."""
     text = f'"{value}"' if isinstance(value, str) else repr(value)
     return text if len(text) <= 60 else text[:57] + '..."'
+
+
+def relative_to(source: Path | None, value: str) -> Path:
+    """A path from the config: ``~`` expanded, relative ones taken from the config's folder."""
+    path = Path(value).expanduser()
+    if source is not None and not path.is_absolute():
+        return source.parent / path
+    return path
 
 
 def parse_size(value: object) -> int:
