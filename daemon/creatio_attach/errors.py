@@ -21,7 +21,7 @@ react*::
     │       └── VerificationFailed     the bytes in Creatio differ from the local file
     └── JournalError                   the state database cannot be used
 
-Foreign exceptions (requests, OSError, sqlite3) are translated into these at one
+Foreign exceptions (urllib3, OSError, sqlite3) are translated into these at one
 boundary per adapter, with the cause chained. No secret may ever be part of a message.
 """
 

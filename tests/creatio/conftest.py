@@ -11,10 +11,13 @@ from typing import Any
 
 import pytest
 import requests
+import urllib3
 from pydantic import SecretStr
 
 from creatio_attach.config import CreatioSettings
 from creatio_attach.creatio import CreatioClient, RetryPolicy
+from creatio_attach.creatio.http import where
+from creatio_attach.creatio.reply import Reply
 from creatio_attach.emulator import EmbeddedEmulator
 
 #: quick retries for tests; Retry-After is still honoured
@@ -84,6 +87,24 @@ def set_faults(emu: EmbeddedEmulator, spec: str | None) -> None:
 
 def expire_sessions(emu: EmbeddedEmulator) -> None:
     requests.post(f"{emu.url}/__emulator__/sessions/expire", timeout=10).raise_for_status()
+
+
+def fetch(
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    cookies: dict[str, str] | None = None,
+    json: Any = None,
+) -> Reply:
+    """One plain call (urllib3, not our client; no redirect followed), answered as the
+    client's ``Reply`` so that the client's answer-reading functions can be tried on it."""
+    sent = dict(headers or {})
+    if cookies:
+        sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    with urllib3.PoolManager(retries=False) as pool:
+        raw = pool.request(method, url, headers=sent, json=json, redirect=False, timeout=10)
+    return Reply(raw, where(method, url))
 
 
 def logins(entries: list[dict[str, Any]]) -> int:

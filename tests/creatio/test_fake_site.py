@@ -11,6 +11,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -19,12 +20,13 @@ from pydantic import SecretStr
 
 from creatio_attach.config import CreatioSettings
 from creatio_attach.creatio import CreatioClient, Target
-from creatio_attach.errors import VerificationFailed
+from creatio_attach.errors import CreatioUnavailable, VerificationFailed
 from tests.conftest import CorpusFile
 from tests.creatio.conftest import FAST
 from tests.creatio.test_metadata import CSDL
 
 SERVER_ID = "99999999-8888-4777-8666-555555555555"
+DOWNLOAD = bytes(range(256)) * 1024  # what GET .../Data answers: 256 KiB
 CASE_ID = "11111111-2222-4333-8444-555555555555"
 
 
@@ -41,6 +43,9 @@ class FakeCreatio(ThreadingHTTPServer):
         self.size_lie = 0  # added to the Size read back (a store that lost bytes)
         self.refuse_next_continuation = False  # refuse one chunk that does not start at 0
         self.chunk_starts: list[int] = []
+        self.renew_on_next_read = False  # renew the session on a data answer (sliding expiry)
+        self.framing: list[tuple[str, str | None, str | None]] = []  # path, length, encoding
+        self.cut_downloads = 0  # how many downloads end half-way (the connection drops)
 
     @property
     def url(self) -> str:
@@ -58,13 +63,21 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         return
 
-    def _reply(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
+    def _reply(
+        self,
+        status: int,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        cookies: tuple[str, ...] = (),
+    ) -> None:
         data = b"" if body is None else json.dumps(body).encode()
         # recorded before answering: the client may look at `seen` as soon as it has the reply
         self.server.seen.append((self.command, urlsplit(self.path).path, status))
         self.send_response(status)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
+        for cookie in cookies:  # one Set-Cookie header each
+            self.send_header("Set-Cookie", cookie)
         if body is not None:
             self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
@@ -72,7 +85,11 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _body(self) -> bytes:
-        return self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        length = self.headers.get("Content-Length")
+        self.server.framing.append(
+            (urlsplit(self.path).path, length, self.headers.get("Transfer-Encoding"))
+        )
+        return self.rfile.read(int(length or "0"))
 
     def _authenticated(self) -> bool:
         cookies = dict(
@@ -164,7 +181,25 @@ class Handler(BaseHTTPRequestHandler):
             return
         query = unquote(parts.query)
         if parts.path == "/0/odata/Case":
-            self._reply(200, {"value": [{"Id": CASE_ID}] if "'SR1'" in query else []})
+            renewed: tuple[str, ...] = ()
+            if self.server.renew_on_next_read:  # a new .ASPXAUTH and BPMCSRF; the old ones end
+                self.server.renew_on_next_read = False
+                token = f"{self.server.valid_token}-renewed"
+                self.server.valid_token = token
+                renewed = (f".ASPXAUTH={token}; path=/; HttpOnly", f"BPMCSRF=csrf-{token}; path=/")
+            rows = [{"Id": CASE_ID}] if "'SR1'" in query else []
+            self._reply(200, {"value": rows}, cookies=renewed)
+            return
+        if parts.path == f"/0/odata/CaseFile({SERVER_ID})/Data":
+            cut = self.server.cut_downloads > 0
+            self.server.cut_downloads -= 1
+            self.server.seen.append(("GET", parts.path, 200))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(DOWNLOAD)))
+            self.end_headers()
+            self.wfile.write(DOWNLOAD[: len(DOWNLOAD) // 2] if cut else DOWNLOAD)
+            self.close_connection = cut  # half the promised bytes, then the socket closes
             return
         if parts.path == "/0/odata/CaseFile" and SERVER_ID in query:
             size = self.server.stored.get(SERVER_ID)
@@ -250,3 +285,61 @@ def test_a_refused_chunk_restarts_the_content_at_byte_0(
     assert result.chunked and result.sha256 == item.sha256
     assert fake.chunk_starts == [0, 4000, 0, 4000]
     assert fake.stored == {SERVER_ID: item.size}
+
+
+def test_cookies_renewed_on_a_data_answer_are_used_from_then_on_without_a_new_login(
+    fake: FakeCreatio, fake_client: CreatioClient, corpus_by_name: dict[str, CorpusFile]
+) -> None:
+    """Creatio may renew the session on any answer (sliding expiry), with several Set-Cookie
+    headers at once; once renewed, only the new cookie and CSRF token work."""
+    assert fake_client.find_parent("Case", {"Number": "SR1"}) == CASE_ID
+    fake.renew_on_next_read = True
+    assert fake_client.find_parent("Case", {"Number": "SR1"}) == CASE_ID  # answer renews
+    assert fake.valid_token == "t1-renewed"
+    item = corpus_by_name["filetype-fixture.pdf"]
+    result = fake_client.upload(item.path, Target.for_file_object("CaseFile", CASE_ID))
+    assert result.bytes == item.size  # the writes carried the renewed BPMCSRF
+    assert fake.logins == 1
+    assert [s for _, _, s in fake.seen if s == 302] == []
+
+
+def test_content_goes_up_with_a_content_length_never_chunked(
+    fake: FakeCreatio, corpus_by_name: dict[str, CorpusFile]
+) -> None:
+    item = corpus_by_name["filetype-fixture.pdf"]  # 7945 bytes: one PUT, then 2 chunks
+    for threshold in (10**6, 4_000):
+        settings = CreatioSettings(
+            url=fake.url,
+            username="Supervisor",
+            password=SecretStr("x"),
+            chunk_threshold=threshold,
+            chunk_size=4_000,
+        )
+        with CreatioClient(settings, retry=FAST) as client:
+            result = client.upload(item.path, Target.for_file_object("CaseFile", CASE_ID))
+        assert result.sha256 == item.sha256
+    content = [(p, n, te) for p, n, te in fake.framing if p.endswith(("/Data", "/UploadFile"))]
+    assert content == [
+        (f"/0/odata/CaseFile({SERVER_ID})/Data", str(item.size), None),
+        ("/0/rest/FileApiService/UploadFile", "4000", None),
+        ("/0/rest/FileApiService/UploadFile", str(item.size - 4000), None),
+    ]
+    assert all(n is not None and te is None for _, n, te in fake.framing)
+
+
+def test_a_download_cut_mid_body_is_retried_and_never_leaves_a_partial_file(
+    fake: FakeCreatio, fake_client: CreatioClient, tmp_path: Path
+) -> None:
+    fake.cut_downloads = 1
+    dest = tmp_path / "back.bin"
+    assert fake_client.download("CaseFile", SERVER_ID, dest) == len(DOWNLOAD)
+    assert dest.read_bytes() == DOWNLOAD
+    assert [p for m, p, _ in fake.seen if m == "GET" and p.endswith("/Data")] == [
+        f"/0/odata/CaseFile({SERVER_ID})/Data"
+    ] * 2
+
+    fake.cut_downloads = 100  # every attempt cut: unavailable, and nothing under any name
+    again = tmp_path / "again.bin"
+    with pytest.raises(CreatioUnavailable, match="connection to Creatio failed on GET"):
+        fake_client.download("CaseFile", SERVER_ID, again)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["back.bin"]

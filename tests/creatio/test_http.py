@@ -8,58 +8,60 @@ import time
 from collections.abc import Callable
 
 import pytest
-import requests
 
 from creatio_attach.creatio import CreatioClient, RetryPolicy
 from creatio_attach.creatio.http import error_from_response, parse_retry_after
+from creatio_attach.creatio.reply import Reply
 from creatio_attach.emulator import EmbeddedEmulator
 from creatio_attach.errors import CreatioRejected, CreatioUnavailable
-from tests.creatio.conftest import FAST, set_faults
+from tests.creatio.conftest import FAST, fetch, set_faults
 
 
-def logged_in(emu: EmbeddedEmulator) -> requests.Session:
-    """A plain requests session with Creatio's login cookies and headers (not our client)."""
-    s = requests.Session()
-    r = s.post(
-        f"{emu.url}/ServiceModel/AuthService.svc/Login",
-        json={"UserName": "Supervisor", "UserPassword": "Supervisor"},
-        timeout=10,
-    )
-    assert r.json()["Code"] == 0
-    s.headers.update({"BPMCSRF": s.cookies["BPMCSRF"], "ForceUseSession": "true"})
-    return s
+class LoggedIn:
+    """Plain calls with Creatio's login cookies and headers (not our client)."""
+
+    def __init__(self, emu: EmbeddedEmulator) -> None:
+        login = fetch(
+            "POST",
+            f"{emu.url}/ServiceModel/AuthService.svc/Login",
+            json={"UserName": "Supervisor", "UserPassword": "Supervisor"},
+        )
+        assert login.json()["Code"] == 0
+        self.cookies = login.cookies
+        self.headers = {"BPMCSRF": self.cookies["BPMCSRF"], "ForceUseSession": "true"}
+
+    def get(self, url: str) -> Reply:
+        return fetch("GET", url, headers=self.headers, cookies=self.cookies)
 
 
 def test_creatios_error_shapes_become_rejections_with_its_message(
     emulator: EmbeddedEmulator,
 ) -> None:
-    s = logged_in(emulator)
-    miss = s.get(f"{emulator.odata_url}/NoSuchThing", timeout=10)
+    s = LoggedIn(emulator)
+    miss = s.get(f"{emulator.odata_url}/NoSuchThing")
     error = error_from_response(miss, "GET /0/odata/NoSuchThing")
     assert isinstance(error, CreatioRejected) and error.status == 404
     assert error.creatio_message and "NoSuchThing" in error.creatio_message
 
-    flat = s.get(f"{emulator.odata_url}/CaseFile?$filter=CaseId eq 'x'&$top=1", timeout=10)
+    flat = s.get(f"{emulator.odata_url}/CaseFile?$filter=CaseId%20eq%20'x'&$top=1")
     error = error_from_response(flat, "GET /0/odata/CaseFile")
     assert flat.status_code == 500
     assert isinstance(error, CreatioRejected)  # a 500 that names a request error: permanent
     assert error.creatio_message and "CaseId" in error.creatio_message
 
-    no_csrf = requests.post(
-        f"{emulator.odata_url}/CaseFile", json={}, cookies=s.cookies, timeout=10
-    )
+    no_csrf = fetch("POST", f"{emulator.odata_url}/CaseFile", json={}, cookies=s.cookies)
     error = error_from_response(no_csrf, "POST /0/odata/CaseFile")
     assert isinstance(error, CreatioRejected) and error.status == 403
     assert error.hint and "BPMCSRF" in error.hint
 
 
 def test_503_and_429_are_retryable_with_retry_after(emulator: EmbeddedEmulator) -> None:
-    s = logged_in(emulator)
+    s = LoggedIn(emulator)
     set_faults(emulator, "503@every=1:retry-after=7:path=/Case$; 429@every=1:path=/Contact$")
-    error = error_from_response(s.get(f"{emulator.odata_url}/Case?$top=1", timeout=10), "GET")
+    error = error_from_response(s.get(f"{emulator.odata_url}/Case?$top=1"), "GET")
     assert isinstance(error, CreatioUnavailable)
     assert (error.status, error.retry_after) == (503, 7.0)
-    error = error_from_response(s.get(f"{emulator.odata_url}/Contact?$top=1", timeout=10), "GET")
+    error = error_from_response(s.get(f"{emulator.odata_url}/Contact?$top=1"), "GET")
     assert isinstance(error, CreatioUnavailable) and error.status == 429
 
 

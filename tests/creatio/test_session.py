@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from pydantic import SecretStr
 
 from creatio_attach.creatio import CreatioClient, Target
@@ -19,7 +18,14 @@ from creatio_attach.creatio.session import default_token_url
 from creatio_attach.emulator import EmbeddedEmulator
 from creatio_attach.errors import CreatioAuthFailed
 from tests.conftest import CorpusFile, wait_for
-from tests.creatio.conftest import expire_sessions, logins, request_log, seed, stored_files
+from tests.creatio.conftest import (
+    expire_sessions,
+    fetch,
+    logins,
+    request_log,
+    seed,
+    stored_files,
+)
 
 SECRET = "s3cr3t-Pa55w0rd!"
 
@@ -206,14 +212,10 @@ def test_a_redirect_to_the_login_page_is_recognised_as_an_ended_session(
 ) -> None:
     """Without ``ForceUseSession`` an ended session is a 302 to the login page; the client
     always sends the header, but it must still recognise the redirect (real response here)."""
-    gone = requests.get(
-        f"{emulator.url}/0/odata/Case?$top=1",
-        headers={"Cookie": ".ASPXAUTH=expired; BPMCSRF=x"},
-        allow_redirects=False,
-        timeout=10,
-    )
-    assert gone.status_code == 302 and looks_like_login_page(gone)
-    page = requests.get(emulator.url + gone.headers["Location"], timeout=10)
-    assert page.status_code == 200 and looks_like_login_page(page)
-    data = requests.get(f"{emulator.url}/__emulator__/health", timeout=10)
+    expired = {".ASPXAUTH": "expired", "BPMCSRF": "x"}
+    gone = fetch("GET", f"{emulator.url}/0/odata/Case?$top=1", cookies=expired)
+    assert gone.status_code == 302 and gone.is_redirect and looks_like_login_page(gone)
+    page = fetch("GET", emulator.url + gone.headers["Location"])
+    assert page.status_code == 200 and not page.is_redirect and looks_like_login_page(page)
+    data = fetch("GET", f"{emulator.url}/__emulator__/health")
     assert not looks_like_login_page(data)

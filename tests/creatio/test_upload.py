@@ -12,9 +12,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import requests
+from pydantic import SecretStr
 
 from creatio_attach.creatio import CreatioClient, Target
+from creatio_attach.creatio.transport import body_headers
 from creatio_attach.creatio.upload import BLOCK, RangeReader
 from creatio_attach.emulator import EmbeddedEmulator
 from creatio_attach.errors import CreatioRejected, FileGone, FileUnreadable
@@ -179,19 +180,6 @@ def test_files_of_a_case_are_listed_by_its_id_in_pages(
     assert len(listing) == 3  # pages of 2, 2 and 1
     assert all("$orderby=CreatedOn,Id" in q and "$top=2" in q for q in listing)
     assert not [q for q in queries if "CaseId" in q]
-
-
-def test_the_content_put_has_a_content_length_not_chunked_encoding(
-    corpus_by_name: dict[str, CorpusFile],
-) -> None:
-    item = corpus_by_name["filetype-fixture.pdf"]
-    with item.path.open("rb") as fh:
-        body = RangeReader(fh, 0, item.size, hashlib.sha256(), None, item.path)
-        prepared = requests.Request("PUT", "http://127.0.0.1/x", data=body).prepare()
-        assert prepared.headers["Content-Length"] == str(item.size)
-        assert "Transfer-Encoding" not in prepared.headers
-        blocks = iter(lambda: body.read(65536), b"")
-        assert hashlib.sha256(b"".join(blocks)).hexdigest() == item.sha256
 
 
 def test_a_download_that_fails_leaves_no_file(
@@ -379,6 +367,35 @@ def test_a_proxy_from_the_environment_is_read_once_when_the_client_starts(
     assert len(proxy.seen) == before
 
 
+def test_the_identity_service_follows_its_own_proxy_rules(
+    emulator: EmbeddedEmulator,
+    client_for: Callable[..., CreatioClient],
+    proxy: _Proxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """OAuth: the site goes through the proxy while NO_PROXY names the identity service's
+    host (here `localhost`, the same emulator under another name), which is asked directly."""
+    case_id = seed(emulator, "Case", Number="SR00000078")
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.setenv("NO_PROXY", "localhost")
+    port = urlsplit(emulator.url).port
+    client = client_for(
+        emulator,
+        auth="oauth2",
+        username=None,
+        password=None,
+        client_id="attach",
+        client_secret=SecretStr("attach-secret"),
+        token_url=f"http://localhost:{port}/connect/token",
+    )
+    assert client.find_parent("Case", {"Number": "SR00000078"}) == case_id
+    assert [e for e in request_log(emulator) if e["path"] == "/connect/token"]
+    assert not [path for _, path in proxy.seen if path == "/connect/token"]
+    assert any(path.endswith("/odata/Case") for _, path in proxy.seen)
+
+
 def test_a_body_is_read_in_big_blocks_whatever_the_http_library_asks_for(
     tmp_path: Path,
 ) -> None:
@@ -392,9 +409,7 @@ def test_a_body_is_read_in_big_blocks_whatever_the_http_library_asks_for(
     moved: list[int] = []
     with path.open("rb") as fh:
         body = RangeReader(fh, start, length, digest, moved.append, path)
-        prepared = requests.Request("POST", "http://127.0.0.1/x", data=body).prepare()
-        assert prepared.headers["Content-Length"] == str(length)
-        assert "Transfer-Encoding" not in prepared.headers
+        assert body_headers(body) == {"Content-Length": str(length)}  # never chunked
         blocks = list(iter(lambda: body.read(16384), b""))
     assert [len(b) for b in blocks] == [BLOCK, BLOCK, 5000] == moved
     assert b"".join(blocks) == data[start : start + length]

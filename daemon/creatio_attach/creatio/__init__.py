@@ -1,4 +1,4 @@
-"""The Creatio client: the only code in the project that imports ``requests``.
+"""The Creatio client: the only code in the project that imports ``urllib3`` or ``requests``.
 
 Re-exports the public API (see ``client.py``); importing this package makes no network call.
 """

@@ -1,8 +1,8 @@
 """``CreatioClient``: the facade the CLI and the daemon use; wires the parts together.
 
 No network in ``__init__``; the first call logs in (and resolves ``runtime = auto``).
-Thread-safe: one client serves every upload thread. Must not import ``requests`` (the
-parts do), nor anything above the adapters (engine, service, cli).
+Thread-safe: one client serves every upload thread. Must not import ``urllib3`` (the
+transport does), nor anything above the adapters (engine, service, cli).
 """
 
 from __future__ import annotations

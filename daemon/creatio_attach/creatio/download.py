@@ -2,7 +2,9 @@
 
 ``GET {ws}/odata/{FileObject}({id})/Data``, read in blocks; never the whole file in memory.
 A failed download is retried from the start and never leaves a partial file under the
-final name. Calls go through ``session.Connection``; must not import ``requests``.
+final name; a connection that breaks mid-body arrives as ``CreatioUnavailable`` (``Reply``
+translates it), a body shorter than its ``Content-Length`` is one too. Calls go through
+``session.Connection``; must not import ``requests`` or ``urllib3``.
 """
 
 from __future__ import annotations
@@ -15,11 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from creatio_attach.errors import CreatioUnavailable, FileUnreadable
 
-from .http import error_from_exception, where
+from .http import where
 from .retry import Retrier
 from .session import Connection
 from .types import normalise_guid
@@ -42,12 +42,9 @@ class Downloads:
             "GET", url, headers={"Accept": "application/octet-stream"}, stream=True
         ) as response:
             expected = response.headers.get("Content-Length")
-            try:
-                for block in response.iter_content(BLOCK):
-                    sink(block)
-                    total += len(block)
-            except requests.exceptions.RequestException as exc:
-                raise error_from_exception(exc, where("GET", url)) from None
+            for block in response.iter_content(BLOCK):  # a broken body: CreatioUnavailable
+                sink(block)
+                total += len(block)
             if expected is not None and expected.isdigit() and int(expected) != total:
                 raise CreatioUnavailable(
                     f"the download of {where('GET', url)} ended after {total} of {expected} bytes"

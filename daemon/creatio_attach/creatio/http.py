@@ -1,25 +1,42 @@
-"""The ONE place that turns requests' exceptions and Creatio's HTTP answers into project errors.
+"""The ONE place that turns urllib3's exceptions and Creatio's HTTP answers into project errors.
 
 Network failures, timeouts, 408/429/5xx -> ``CreatioUnavailable`` (``Retry-After`` parsed);
 a 5xx whose message names a request error -> ``CreatioRejected``; other 4xx ->
 ``CreatioRejected`` with Creatio's message taken from whichever error shape came back
-(OData envelope, ASP.NET exception, routing miss, FileApiService). Messages carry the
-method and path, never a query string, header or body we sent (no secret can leak).
-Imports ``requests`` and ``creatio_attach.errors`` only.
+(OData envelope, ASP.NET exception, routing miss, FileApiService); a URL urllib3 cannot parse
+-> ``CreatioRejected``. Messages carry the method and path, never a query string, header or
+body we sent (no secret can leak), nor a proxy URL (it may hold credentials).
+Imports ``urllib3`` and ``creatio_attach.errors`` only (``reply`` for type hints).
 """
 
 from __future__ import annotations
 
 import email.utils
+import http.client
 import json
 import ssl
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import requests
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    IncompleteRead,
+    InvalidChunkLength,
+    LocationValueError,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ProxyError,
+    SSLError,
+)
+from urllib3.exceptions import TimeoutError as TransportTimeout
 
 from creatio_attach.errors import CreatioError, CreatioRejected, CreatioUnavailable
+
+if TYPE_CHECKING:  # reply.py imports this module
+    from .reply import Reply
 
 #: statuses that say "try again later", whatever the body
 RETRYABLE_STATUSES = frozenset({408, 429, 502, 503, 504})
@@ -91,15 +108,15 @@ def creatio_message(body: Any) -> str | None:
     return None
 
 
-def response_json(response: requests.Response) -> Any:
+def response_json(response: Reply) -> Any:
     """The body as JSON, or None when it is not JSON."""
     try:
         return response.json()
-    except (ValueError, requests.exceptions.RequestException):
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return None
 
 
-def looks_like_login_page(response: requests.Response) -> bool:
+def looks_like_login_page(response: Reply) -> bool:
     """A 3xx to the login page, or the login page itself: the session has ended."""
     if response.is_redirect:
         location = response.headers.get("Location", "")
@@ -110,7 +127,7 @@ def looks_like_login_page(response: requests.Response) -> bool:
     return False
 
 
-def error_from_response(response: requests.Response, what: str) -> CreatioError:
+def error_from_response(response: Reply, what: str) -> CreatioError:
     """The project error for an unsuccessful answer (call only when it is one)."""
     status = response.status_code
     body = response_json(response)
@@ -149,56 +166,79 @@ def _names_request_error(message: str | None) -> bool:
     return message is not None and any(m in message for m in REQUEST_ERROR_MARKERS)
 
 
-def _tls_detail(exc: BaseException) -> str:
-    """Why certificate verification failed, found in the chain under requests' SSLError."""
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what lies under it: urllib3 keeps the cause in ``reason``,
+    ``original_error``, an argument or ``__cause__``; the first found is followed."""
     seen: BaseException | None = exc
     for _ in range(10):
         if seen is None:
-            break
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return f"certificate verify failed: {seen.verify_message}"
+            return
+        yield seen
         candidates = (
             getattr(seen, "reason", None),
-            seen.args[0] if seen.args else None,
+            getattr(seen, "original_error", None),
+            *seen.args,
             seen.__cause__,
             seen.__context__,
         )
         seen = next((c for c in candidates if isinstance(c, BaseException)), None)
+
+
+def _tls_detail(exc: BaseException) -> str:
+    """Why certificate verification failed, found in the chain under urllib3's SSLError."""
+    for seen in _chain(exc):
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return f"certificate verify failed: {seen.verify_message}"
     return type(exc).__name__
-
-
-def error_from_exception(exc: requests.exceptions.RequestException, what: str) -> CreatioError:
-    """The project error for a failure before any answer arrived."""
-    if isinstance(exc, requests.exceptions.SSLError):
-        return CreatioUnavailable(
-            f"TLS failed on {what}: {_tls_detail(exc)}",
-            hint="check verify_tls / ca_bundle, or the server's certificate",
-        )
-    if isinstance(exc, requests.exceptions.Timeout):
-        return CreatioUnavailable(f"Creatio did not answer {what} in time ({type(exc).__name__})")
-    if isinstance(
-        exc, requests.exceptions.ConnectionError | requests.exceptions.ChunkedEncodingError
-    ):
-        return CreatioUnavailable(f"connection to Creatio failed on {what}: {_reason(exc)}")
-    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
-        return CreatioRejected(f"invalid URL for {what}", hint="check url in [creatio]")
-    return CreatioUnavailable(f"request failed on {what}: {type(exc).__name__}")
 
 
 def _reason(exc: BaseException) -> str:
     """The underlying failure's class name (``ConnectionRefusedError``, ``RemoteDisconnected``):
     enough to tell refused from reset, and never a URL, header or body."""
-    seen: BaseException = exc
-    for _ in range(10):
-        inner = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
-        inner = getattr(inner, "reason", None) or inner or seen.__cause__ or seen.__context__
-        if not isinstance(inner, BaseException):
-            break
-        seen = inner
-    return type(seen).__name__
+    *_, last = _chain(exc)
+    return type(last).__name__
 
 
-def json_body(response: requests.Response, what: str) -> Any:
+#: failures of the connection itself, before or while an answer was read
+_BROKEN = (
+    ProtocolError,
+    IncompleteRead,
+    InvalidChunkLength,
+    http.client.HTTPException,
+    OSError,
+)
+
+
+def error_from_exception(exc: Exception, what: str) -> CreatioError:
+    """The project error for a failure of the transport (urllib3 and below): before any
+    answer arrived, or while its body was read."""
+    if isinstance(exc, MaxRetryError) and exc.reason is not None:  # not with retries=False
+        exc = exc.reason
+    via = ""
+    if isinstance(exc, ProxyError):  # the proxy's own failure; classify what lies under it
+        via = " (through the proxy)"
+        if isinstance(exc.original_error, Exception):
+            exc = exc.original_error
+    if isinstance(exc, SSLError | ssl.SSLError | ssl.CertificateError):
+        return CreatioUnavailable(
+            f"TLS failed on {what}{via}: {_tls_detail(exc)}",
+            hint="check verify_tls / ca_bundle, or the server's certificate",
+        )
+    # before the timeouts: urllib3's NewConnectionError is a ConnectTimeoutError too
+    if isinstance(exc, NewConnectionError):
+        return CreatioUnavailable(f"connection to Creatio failed on {what}{via}: {_reason(exc)}")
+    if isinstance(exc, ConnectTimeoutError):
+        return CreatioUnavailable(f"Creatio did not answer {what} in time (ConnectTimeout){via}")
+    if isinstance(exc, TransportTimeout | TimeoutError):  # urllib3's ReadTimeoutError, a socket's
+        return CreatioUnavailable(f"Creatio did not answer {what} in time (ReadTimeout){via}")
+    if isinstance(exc, LocationValueError):
+        return CreatioRejected(f"invalid URL for {what}", hint="check url in [creatio]")
+    if isinstance(exc, _BROKEN):
+        return CreatioUnavailable(f"connection to Creatio failed on {what}{via}: {_reason(exc)}")
+    return CreatioUnavailable(f"request failed on {what}{via}: {type(exc).__name__}")
+
+
+def json_body(response: Reply, what: str) -> Any:
     """A successful answer's JSON; a non-JSON success is Creatio misbehaving."""
     body = response_json(response)
     if body is None:

@@ -3,7 +3,7 @@
 Filters are built from ``$metadata``-typed literals (``literals.py``); collections are read
 in pages with ``$top``/``$skip`` and a stable ``$orderby`` (never more than 20,000 rows per
 request: Creatio's ``MaxEntityRowCount``). Calls go through ``session.Connection``; must not
-import ``requests``.
+import ``urllib3`` or ``requests``.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 A create sends its own ``Id``; after any failed or unanswered create the record is read back
 by that Id and created again only when it does not exist, so a retry never makes a second
-record (what Creatio answers to a duplicate Id is not documented). Must not import ``requests``
-directly: calls go through ``session.Connection``.
+record (what Creatio answers to a duplicate Id is not documented). Must not import ``urllib3``
+or ``requests``: calls go through ``session.Connection``.
 """
 
 from __future__ import annotations

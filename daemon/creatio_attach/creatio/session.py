@@ -1,62 +1,55 @@
 """One authenticated connection to a Creatio site: login, re-login, runtime detection, logout.
 
-Owns the single ``requests.Session`` (pool sized to the concurrency, explicit timeouts, TLS
-verification). Every call goes through :meth:`Connection.request`, which adds the auth
-headers (all login cookies + ``BPMCSRF`` + ``ForceUseSession: true``, or a bearer token),
-never follows redirects, and turns an ended session (401, or a 3xx to the login page) into
-exactly ONE re-login shared by all threads (single-flight on a generation counter) before
-repeating the request once. No retries of data calls here (see ``retry.py``).
+Every call goes through :meth:`Connection.request`, which adds the auth headers (all login
+cookies + ``BPMCSRF`` + ``ForceUseSession: true``, or a bearer token), never follows
+redirects, and turns an ended session (401, or a 3xx to the login page, or the login page
+itself) into exactly ONE re-login shared by all threads (single-flight on a generation
+counter) before repeating the request once. Cookies live in ``AuthState`` only: the login's
+``Set-Cookie`` headers make it, and those of data answers renew it (sliding ``.ASPXAUTH``
+expiry). No retries of data calls here (see ``retry.py``).
 
-The environment is read ONCE, when the connection is made, not on every request:
-``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` and ``NO_PROXY`` (either case, requests' rules)
-become the session's ``proxies`` for the site (and, for OAuth, the identity service's own),
-``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` its CA bundle (only when ``ca_bundle`` is not set and
-``verify_tls`` is on), and ``trust_env`` is off: requests would otherwise scan the whole
-environment twice per request. A proxy variable changed later needs a restart, like every
-``[creatio]`` setting. Each call is prepared here and sent with the session's settings as they
-are (``Session.request`` would merge its empty cookie jar, auth and settings again every time).
-Imports ``requests``; must not import the upload/query modules.
+The wire is ``transport.Transport`` (urllib3 pools built once, here, with the environment's
+proxy and CA settings read once; see that module for why not requests). The OAuth identity
+service may be another host with proxy rules of its own: it gets its own transport then.
+A proxy variable changed later needs a restart, like every ``[creatio]`` setting.
+Must not import ``requests`` or ``urllib3`` (the transport does), nor the upload/query modules.
 """
 
 from __future__ import annotations
 
-import http.cookiejar
-import os
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Literal
+from urllib.parse import urlencode, urlsplit
 
-import requests
 import structlog
-from requests.adapters import HTTPAdapter
-from requests.structures import CaseInsensitiveDict
 
 from creatio_attach.config import CreatioSettings
 from creatio_attach.errors import (
-    CreatioAttachError,
     CreatioAuthFailed,
+    CreatioError,
     CreatioRejected,
     CreatioUnavailable,
 )
 
 from .http import (
-    error_from_exception,
     error_from_response,
     json_dumps,
     looks_like_login_page,
     response_json,
     where,
 )
+from .reply import Reply
 from .retry import Retrier
+from .transport import Payload, Transport, proxy_for
 
 log = structlog.get_logger()
 
 Runtime = Literal["netframework", "netcore"]
-Body = bytes | Callable[[], Any] | None
+#: a body, or a factory of one (so that a repeated request gets a fresh stream)
+Body = Payload | Callable[[], Payload]
 
 LOGIN_PATH = "/ServiceModel/AuthService.svc/Login"
 LOGOUT_PATH = "/ServiceModel/AuthService.svc/Logout"
@@ -98,36 +91,6 @@ class AuthState:
         return headers
 
 
-class _KeepNoCookies(http.cookiejar.DefaultCookiePolicy):
-    """The session's own jar stores nothing: cookies live in ``AuthState`` only, so that an
-    old session's cookies can never ride along with a new login or another thread's call."""
-
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: urllib.request.Request) -> bool:
-        return False
-
-
-class _NoNetrc(requests.auth.AuthBase):
-    """Stops requests from adding ~/.netrc credentials: auth is ours alone."""
-
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        return r
-
-
-def environment_proxies(url: str) -> dict[str, str]:
-    """The proxies requests would take from the environment for ``url`` (``HTTPS_PROXY``,
-    ``HTTP_PROXY``, ``ALL_PROXY``, lower case first; none when ``NO_PROXY`` covers its host),
-    read now, once. The same rules as requests with ``trust_env``, minus the per-request cost."""
-    return dict(requests.utils.get_environ_proxies(url, no_proxy=None))
-
-
-def environment_verify(verify: bool | str) -> bool | str:
-    """With TLS verification on and no ``ca_bundle``: ``REQUESTS_CA_BUNDLE``, then
-    ``CURL_CA_BUNDLE``, as requests with ``trust_env`` would (read once)."""
-    if verify is True:
-        return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-    return verify
-
-
 def default_token_url(url: str) -> str:
     """Cloud rule ``acme.creatio.com`` -> ``https://acme-is.creatio.com/connect/token``;
     any other host: ``{url}/connect/token`` (set ``token_url`` for an on-site identity service)."""
@@ -152,21 +115,12 @@ class Connection:
         self._generation = 0
         self._lock = threading.Lock()  # single-flight login; guards _state replacement
         self.logins = 0
-        self.session = requests.Session()
-        pool = max(1, settings.concurrency) + 2
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool, max_retries=0)
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
-        self.session.auth = _NoNetrc()
-        self.session.cookies.set_policy(_KeepNoCookies())
-        # the environment is read here, once; see the module docstring
-        self.session.trust_env = False
-        self.session.proxies = environment_proxies(self.root)
-        self.session.verify = environment_verify(
-            str(settings.ca_bundle) if settings.ca_bundle is not None else settings.verify_tls
-        )
-        self.session.headers["User-Agent"] = "creatio-attach"
-        self.timeout = (settings.connect_timeout, settings.timeout)
+        # the pools and the environment's proxy and CA settings: made and read here, once
+        self.transport = Transport(self.root, settings)
+        self.token_url = settings.token_url or default_token_url(self.root)
+        self.identity = self.transport  # where OAuth tokens come from
+        if settings.auth == "oauth2" and proxy_for(self.token_url) != self.transport.proxy:
+            self.identity = Transport(self.token_url, settings)
 
     # ----------------------------------------------------------------- URLs and runtime
     @property
@@ -233,20 +187,16 @@ class Connection:
         url = self.root + LOGIN_PATH
         what = where("POST", url)
         body = {"UserName": settings.username, "UserPassword": settings.password.get_secret_value()}
-        try:
-            response = self.session.post(
-                url,
-                data=json_dumps(body),
-                headers={
-                    "Content-Type": "application/json; charset=utf-8",
-                    "Accept": "application/json",
-                    "ForceUseSession": "true",
-                },
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-        except requests.exceptions.RequestException as exc:
-            raise error_from_exception(exc, what) from None
+        response = self.transport.send(
+            "POST",
+            url,
+            {
+                "Content-Type": "application/json; charset=utf-8",
+                "Accept": "application/json",
+                "ForceUseSession": "true",
+            },
+            json_dumps(body),
+        )
         with response:
             if response.status_code >= 500 or response.status_code in (408, 429):
                 raise error_from_response(response, what)
@@ -266,7 +216,7 @@ class Connection:
                     creatio_message=said,
                     hint="check username and password",
                 )
-            cookies = {c.name: c.value or "" for c in response.cookies}
+            cookies = response.cookies
         if not cookies:
             raise CreatioAuthFailed(
                 "Creatio accepted the login but set no session cookie",
@@ -284,27 +234,20 @@ class Connection:
                 "oauth2 needs client_id and client_secret",
                 hint="set client_id and client_secret_file in [creatio]",
             )
-        url = settings.token_url or default_token_url(self.root)
+        url = self.token_url
         what = where("POST", url)
         started = time.monotonic()
-        # the identity service may be another host, with proxy rules of its own (None unsets)
-        proxies: dict[str, str | None] = dict.fromkeys(self.session.proxies)
-        proxies.update(environment_proxies(url))
-        try:
-            response = self.session.post(
-                url,
-                proxies=proxies,  # type: ignore[arg-type]
-                data={
-                    "grant_type": "client_credentials",
-                    "client_id": settings.client_id,
-                    "client_secret": settings.client_secret.get_secret_value(),
-                },
-                headers={"Accept": "application/json"},
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-        except requests.exceptions.RequestException as exc:
-            raise error_from_exception(exc, what) from None
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": settings.client_id,
+            "client_secret": settings.client_secret.get_secret_value(),
+        }
+        response = self.identity.send(
+            "POST",
+            url,
+            {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
+            urlencode(form).encode("ascii"),
+        )
         with response:
             if response.status_code >= 500 or response.status_code in (408, 429):
                 raise error_from_response(response, what)
@@ -349,19 +292,11 @@ class Connection:
         the client's ``$metadata`` so the probe costs nothing extra."""
         state = self._state
         assert state is not None
-        last: requests.Response | None = None
+        last: Reply | None = None
         for runtime, prefix in (("netcore", ""), ("netframework", "/0")):
             url = f"{self.root}{prefix}/odata/$metadata"
-            try:
-                response = self.session.get(
-                    url,
-                    headers={**state.headers(), "Accept": "application/xml"},
-                    timeout=self.timeout,
-                    allow_redirects=False,
-                )
-            except requests.exceptions.RequestException as exc:
-                raise error_from_exception(exc, where("GET", url)) from None
-            with response:
+            headers = {**state.headers(), "Accept": "application/xml"}
+            with self.transport.send("GET", url, headers) as response:
                 content = response.content
                 if response.status_code == 200 and b"Edmx" in content[:4096]:
                     self.probe_metadata = content
@@ -385,7 +320,7 @@ class Connection:
             )
         raise error
 
-    # ----------------------------------------------------------------------- requests
+    # -------------------------------------------------------------------------- calls
     def request(
         self,
         method: str,
@@ -395,20 +330,21 @@ class Connection:
         body: Body = None,
         ok: tuple[int, ...] = (200,),
         stream: bool = False,
-    ) -> requests.Response:
+    ) -> Reply:
         """Send one call with the current login; re-login once if it ended, repeat once.
 
         ``body`` may be a factory so that the repeated request gets a fresh stream.
-        Returns the response for a status in ``ok``; raises a project error otherwise.
+        Returns the answer for a status in ``ok`` (the caller closes it; ``stream`` leaves its
+        body unread); raises a project error otherwise.
         """
         what = where(method, url)
         state = self.current()
-        response = self._send(method, url, state, headers, body, stream, what)
+        response = self._send(method, url, state, headers, body, stream)
         if self._ended(response, stream):
             response.close()
             self.relogin(state.generation)
             state = self.current()
-            response = self._send(method, url, state, headers, body, stream, what)
+            response = self._send(method, url, state, headers, body, stream)
             if self._ended(response, stream):
                 response.close()
                 raise CreatioUnavailable(
@@ -433,30 +369,13 @@ class Connection:
         headers: Mapping[str, str] | None,
         body: Body,
         stream: bool,
-        what: str,
-    ) -> requests.Response:
-        merged = CaseInsensitiveDict(self.session.headers)
-        merged.update({"Accept": "application/json", **(headers or {}), **state.headers()})
+    ) -> Reply:
+        merged = {"Accept": "application/json", **(headers or {}), **state.headers()}
         data = body() if callable(body) else body
-        try:
-            # what Session.request does, minus re-merging settings that never change
-            prepared = requests.Request(method, url, headers=merged, data=data).prepare()
-            return self.session.send(
-                prepared,
-                timeout=self.timeout,
-                allow_redirects=False,
-                stream=stream,
-                verify=self.session.verify,
-                proxies=self.session.proxies,
-                cert=self.session.cert,
-            )
-        except requests.exceptions.RequestException as exc:
-            raise error_from_exception(exc, what) from None
-        except LocalReadError as exc:
-            raise exc.error from exc.__cause__
+        return self.transport.send(method, url, merged, data, stream=stream)
 
     @staticmethod
-    def _ended(response: requests.Response, stream: bool) -> bool:
+    def _ended(response: Reply, stream: bool) -> bool:
         """401, a redirect to the login page, or (not for downloads) the login page itself."""
         if response.status_code == 401:
             return True
@@ -466,12 +385,12 @@ class Connection:
             return looks_like_login_page(response)
         return False
 
-    def _absorb_cookies(self, response: requests.Response, state: AuthState) -> None:
+    def _absorb_cookies(self, response: Reply, state: AuthState) -> None:
         """Keep cookies Creatio renews on data calls (sliding .ASPXAUTH expiry)."""
-        if state.kind != "forms" or not response.cookies:
+        if state.kind != "forms":
             return
-        fresh = {c.name: c.value or "" for c in response.cookies}
-        if all(state.cookies.get(k) == v for k, v in fresh.items()):
+        fresh = response.cookies
+        if not fresh or all(state.cookies.get(k) == v for k, v in fresh.items()):
             return
         with self._lock:
             current = self._state
@@ -485,29 +404,14 @@ class Connection:
             state, self._state = self._state, None
         try:
             if state is not None and state.kind == "forms":
-                url = self.root + LOGOUT_PATH
+                headers = {**state.headers(), "Content-Type": "application/json"}
                 try:
-                    response = self.session.post(
-                        url,
-                        headers={**state.headers(), "Content-Type": "application/json"},
-                        data=b"{}",
-                        timeout=(self.settings.connect_timeout, 10.0),
-                        allow_redirects=False,
-                    )
-                    response.close()
-                    log.info("creatio.logout", status=response.status_code)
-                except requests.exceptions.RequestException as exc:
-                    log.info("creatio.logout.failed", error=type(exc).__name__)
+                    with self.transport.send(
+                        "POST", self.root + LOGOUT_PATH, headers, b"{}", read_timeout=10.0
+                    ) as response:
+                        log.info("creatio.logout", status=response.status_code)
+                except CreatioError as exc:
+                    log.info("creatio.logout.failed", error=exc.message)
         finally:
-            self.session.close()
-
-
-class LocalReadError(Exception):
-    """A local file failed while requests was reading it; ``error`` is the project error.
-
-    Deliberately not an ``OSError``: requests would report an OSError as a network failure.
-    """
-
-    def __init__(self, error: CreatioAttachError) -> None:
-        super().__init__(str(error))
-        self.error = error
+            self.transport.close()
+            self.identity.close()

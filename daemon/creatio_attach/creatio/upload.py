@@ -12,7 +12,7 @@ Any failure after the create deletes the record: no half-made record is left beh
 The file is never read whole: every body (a ``PUT``, a FileApiService chunk) is streamed in
 256 KiB blocks with a ``Content-Length`` (no chunked transfer encoding), hashing each block as
 it goes, so the emulator or Creatio reads one block while the next is hashed. Must not import
-``requests``.
+``requests`` or ``urllib3`` (calls go through ``session.Connection``).
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ from .literals import query_string
 from .metadata import EntityInfo, Metadata
 from .records import Records
 from .retry import Retrier
-from .session import Connection, LocalReadError
+from .session import Connection
+from .transport import LocalReadError
 from .types import FILE_TYPE_FILE, Target, UploadResult, normalise_guid
 
 log = structlog.get_logger()
@@ -60,11 +61,10 @@ Progress = Callable[[int], None]
 class RangeReader:
     """A request body over ``[start, start + length)`` of an open file, read in blocks.
 
-    ``len()`` gives requests the ``Content-Length`` (deliberately no ``tell``/``__iter__``,
-    which would make requests fall back to chunked transfer); every block (``BLOCK`` bytes,
-    whatever ``read`` is asked for) updates ``hasher`` and calls ``progress``. A file that
-    ends early or fails to read raises ``LocalReadError`` (not an OSError, which requests
-    would report as a network failure).
+    ``len()`` gives the transport the ``Content-Length`` (never chunked transfer); every block
+    (``BLOCK`` bytes, whatever ``read`` is asked for) updates ``hasher`` and calls
+    ``progress``. A file that ends early or fails to read raises ``LocalReadError`` (not an
+    OSError, which urllib3 would report as a network failure).
     """
 
     def __init__(
