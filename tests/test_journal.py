@@ -32,6 +32,11 @@ from creatio_attach.journal import (
     State,
     next_retry_delay,
 )
+from creatio_attach.journal.lifecycle import (
+    HASHED_SAME_SIZE_SQL,
+    TWIN_SQL,
+    UNHASHED_UPLOADING_SQL,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CASE_A = "0b1e4a3c-9f5d-4c1e-8f00-000000000001"
@@ -541,6 +546,22 @@ def test_a_large_file_of_the_same_size_but_other_content_is_uploaded(journal: Jo
         journal.set_hash(big.id, now=T0 + 5, sha256=SHA)
     journal.mark_uploaded(big.id, now=T0 + 6)  # no sha256 given: the one set stays
     assert journal.get(big.id).sha256 == "f" * 64
+
+
+def test_each_claim_question_is_answered_from_an_index(journal: Journal) -> None:
+    """Many hashed files of one size for one parent (a burst of scans) must not make every
+    claim walk them: the questions of ``_twin_check`` each use an index of their own."""
+    for _ in range(50):
+        journal.claim_upload(make_ready(journal, add(journal)).id, now=T0 + 2)
+    journal._conn.execute("ANALYZE")
+    args = ("Case", CASE_A, "CaseFile", 1)
+    for sql, params, index in (
+        (TWIN_SQL, (SHA, *args), "files_content"),
+        (UNHASHED_UPLOADING_SQL, (1234, *args), "files_unhashed"),
+        (HASHED_SAME_SIZE_SQL, (1234, *args), "files_hashed_size"),
+    ):
+        plan = journal._conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
+        assert index in " ".join(str(step[3]) for step in plan), (sql, plan)
 
 
 def test_duplicates_upload_is_honoured(journal: Journal) -> None:

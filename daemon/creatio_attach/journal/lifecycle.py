@@ -29,6 +29,26 @@ _VALUES = " VALUES (?, ?, ?, ?, ?, ?, ?, 'seen', ?, ?)"
 _INSERT = f"INSERT INTO files ({_COLUMNS_IN}){_VALUES}{_CONFLICT}{RETURNING}"
 
 
+# The claim's questions (``_twin_check``); each is answered from an index (test_journal checks
+# the plans): the same content on the parent; a file of the same size on the parent uploading
+# without a hash yet; for a large file without a hash, a hashed file of its size on the parent.
+_ON_PARENT = " AND parent_schema = ? AND parent_id = ? AND target = ? AND id != ?"
+TWIN_SQL = (
+    SELECT + " WHERE sha256 = ?" + _ON_PARENT + " AND state IN ('uploading', 'uploaded', 'done')"
+    " ORDER BY state = 'uploading', id LIMIT 1"
+)
+UNHASHED_UPLOADING_SQL = (
+    SELECT + " WHERE size = ? AND sha256 IS NULL" + _ON_PARENT + " AND state = 'uploading'"
+    " ORDER BY id LIMIT 1"
+)
+HASHED_SAME_SIZE_SQL = (
+    SELECT
+    + " WHERE size = ? AND sha256 IS NOT NULL"
+    + _ON_PARENT
+    + " AND state IN ('uploaded', 'done') LIMIT 1"
+)
+
+
 class Lifecycle(Store):
     """The transitions of one row, from ``add`` to ``done`` (or ``failed``, ``gone``...)."""
 
@@ -255,14 +275,9 @@ class Lifecycle(Store):
     def _twin_check(self, conn: sqlite3.Connection, row: FileRow, now: float) -> Claim | None:
         """The outcome when the same content (or, for a row without a hash, a file of the same
         size) is on the row's parent; None when the row may be claimed."""
-        on_parent = " AND parent_schema = ? AND parent_id = ? AND target = ? AND id != ?"
         where = (row.parent_schema, row.parent_id, row.target, row.id)
         if row.sha256 is not None:
-            twin = conn.execute(
-                SELECT + " WHERE sha256 = ?" + on_parent + " AND state IN"
-                " ('uploading', 'uploaded', 'done') ORDER BY state = 'uploading', id LIMIT 1",
-                (row.sha256, *where),
-            ).fetchone()
+            twin = conn.execute(TWIN_SQL, (row.sha256, *where)).fetchone()
             if twin is not None:
                 original = decode_row(twin)
                 if original.state is State.UPLOADING:
@@ -271,23 +286,11 @@ class Lifecycle(Store):
                 row = self._transition(conn, row.id, State.DUPLICATE, now, **columns)
                 return Claim("duplicate", original=original, row=row)
         # a large file of this size uploads without a hash yet: it may be the same content
-        pending = conn.execute(
-            SELECT
-            + " WHERE size = ? AND sha256 IS NULL"
-            + on_parent
-            + " AND state = 'uploading' ORDER BY id LIMIT 1",
-            (row.size, *where),
-        ).fetchone()
+        pending = conn.execute(UNHASHED_UPLOADING_SQL, (row.size, *where)).fetchone()
         if pending is not None:
             return Claim("busy", original=decode_row(pending), row=row)
         if row.sha256 is None:
-            same_size = conn.execute(
-                SELECT
-                + " WHERE size = ?"
-                + on_parent
-                + " AND state IN ('uploaded', 'done') ORDER BY id LIMIT 1",
-                (row.size, *where),
-            ).fetchone()
+            same_size = conn.execute(HASHED_SAME_SIZE_SQL, (row.size, *where)).fetchone()
             if same_size is not None:
                 return Claim("hash_first", original=decode_row(same_size), row=row)
         return None

@@ -82,10 +82,14 @@ DROP INDEX submissions_pending;
 CREATE INDEX submissions_untaken ON submissions (id) WHERE taken_at IS NULL;
 """
 
-# v4: a large file is claimed before it is hashed (``lifecycle._twin_check``): files of the same
-# size on the same parent are looked up on every such claim
+# v4: a large file is claimed before it is hashed (``lifecycle._twin_check``): every claim asks
+# whether a file of its size on its parent is uploading without a hash. Only rows without a hash
+# are indexed for that (large files in flight, files not yet typed): a burst of hashed files of
+# one size for one parent must not make each claim walk all of them. A large file's claim also
+# asks whether a hashed file of its size is on the parent (``files_hashed_size``)
 _SCHEMA_V4 = """
-CREATE INDEX files_parent_size ON files (parent_id, size) WHERE parent_id IS NOT NULL;
+CREATE INDEX files_unhashed ON files (parent_id, size) WHERE sha256 IS NULL;
+CREATE INDEX files_hashed_size ON files (parent_id, size) WHERE sha256 IS NOT NULL;
 """
 
 
