@@ -123,7 +123,11 @@ class CreatioError(CreatioAttachError):
 
 
 class CreatioUnavailable(CreatioError):
-    """Network error, timeout, 5xx or 429: try again later (``retry_after`` seconds if known)."""
+    """Network error, timeout, 5xx or 429: try again later (``retry_after`` seconds if known).
+
+    ``retry_soon`` False: repeating the call within seconds cannot help (a certificate that
+    fails verification), so one operation does not retry it; the daemon still tries the file
+    again on its backoff schedule (someone may fix ``ca_bundle`` or the certificate)."""
 
     reason = "creatio_unavailable"
 
@@ -136,11 +140,13 @@ class CreatioUnavailable(CreatioError):
         retry_after: float | None = None,
         hint: str | None = None,
         path: str | None = None,
+        retry_soon: bool = True,
     ) -> None:
         super().__init__(
             message, status=status, creatio_message=creatio_message, hint=hint, path=path
         )
         self.retry_after = retry_after
+        self.retry_soon = retry_soon
 
 
 class CreatioAuthFailed(CreatioError):

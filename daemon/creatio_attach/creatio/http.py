@@ -192,6 +192,14 @@ def _tls_detail(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def _verification_failed(exc: BaseException) -> bool:
+    """True when the chain holds a failed certificate check (not a reset mid-handshake)."""
+    return any(
+        isinstance(seen, ssl.SSLCertVerificationError | ssl.CertificateError)
+        for seen in _chain(exc)
+    )
+
+
 def _reason(exc: BaseException) -> str:
     """The underlying failure's class name (``ConnectionRefusedError``, ``RemoteDisconnected``):
     enough to tell refused from reset, and never a URL, header or body."""
@@ -223,6 +231,8 @@ def error_from_exception(exc: Exception, what: str) -> CreatioError:
         return CreatioUnavailable(
             f"TLS failed on {what}{via}: {_tls_detail(exc)}",
             hint="check verify_tls / ca_bundle, or the server's certificate",
+            # a certificate that fails verification fails the same way a second later
+            retry_soon=not _verification_failed(exc),
         )
     # before the timeouts: urllib3's NewConnectionError is a ConnectTimeoutError too
     if isinstance(exc, NewConnectionError):

@@ -67,7 +67,7 @@ class Retrier:
                 too_long = (
                     exc.retry_after is not None and exc.retry_after > self.policy.max_retry_after
                 )
-                if attempt >= self.policy.attempts or too_long:
+                if attempt >= self.policy.attempts or too_long or not exc.retry_soon:
                     raise
                 delay = self.policy.delay(attempt - 1, exc.retry_after)
                 log.info(
