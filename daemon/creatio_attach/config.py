@@ -54,7 +54,6 @@ from creatio_attach.settings_models import (
     StateTable,
 )
 from creatio_attach.settings_values import (
-    SECRET_KEY_RE,
     Duration,
     KiB,
     MiB,
@@ -97,18 +96,13 @@ __all__ = [
     "resolve_config_path",
 ]
 
-_shown = shown
-_custom = custom
-_duration_before = duration_before
-_size_before = size_before
-
 
 def _check_http_url(value: object, example: str) -> str:
     if not isinstance(value, str):
-        raise _custom("url", f'must be a URL like "{example}", got {_shown(value)}')
+        raise custom("url", f'must be a URL like "{example}", got {shown(value)}')
     text = value.strip().rstrip("/")
     if not re.fullmatch(r"https?://[^/\s?#]+(?:/[^\s?#]*)?", text):
-        raise _custom("url", f'must be a URL like "{example}", got {_shown(value)}')
+        raise custom("url", f'must be a URL like "{example}", got {shown(value)}')
     return text
 
 
@@ -154,30 +148,30 @@ class CreatioSettings(BaseModel):
     @classmethod
     def _not_blank(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
-            raise _custom("blank", "must not be empty")
+            raise custom("blank", "must not be empty")
         return value
 
     @field_validator("timeout", "connect_timeout", mode="before")
     @classmethod
     def _duration(cls, value: object) -> float:
-        seconds = _duration_before(value)
+        seconds = duration_before(value)
         if seconds <= 0:
-            raise _custom("duration", f"must be more than 0 seconds, got {_shown(value)}")
+            raise custom("duration", f"must be more than 0 seconds, got {shown(value)}")
         return seconds
 
     @field_validator("chunk_threshold", "chunk_size", mode="before")
     @classmethod
     def _size(cls, value: object) -> int:
-        size = _size_before(value)
+        size = size_before(value)
         if size <= 0:
-            raise _custom("size", f"must be more than 0 bytes, got {_shown(value)}")
+            raise custom("size", f"must be more than 0 bytes, got {shown(value)}")
         return size
 
     @field_validator("concurrency", mode="after")
     @classmethod
     def _concurrency(cls, value: int) -> int:
         if not 1 <= value <= 64:
-            raise _custom("range", f"must be between 1 and 64, got {value}")
+            raise custom("range", f"must be between 1 and 64, got {value}")
         return value
 
 
@@ -236,9 +230,6 @@ def resolve_config_path(explicit: Path | None, env: Mapping[str, str] = os.envir
         return explicit
     from_env = env.get(CONFIG_ENV, "").strip()
     return Path(from_env) if from_env else DEFAULT_CONFIG_PATH
-
-
-_SECRET_KEY_RE = SECRET_KEY_RE
 
 
 def load_config(
