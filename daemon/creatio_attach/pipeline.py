@@ -165,10 +165,12 @@ class Pipeline(Outcomes):
                 self._settle_again(row, snap)
                 return
             if detected is None or detected.sha256 != row.sha256:
-                # a row hashed before (small, or a large one told to hash first) is checked
-                # against its hash again; a large one still without a hash is not hashed here
-                detected = self.inspector.detect(path, need_hash=row.sha256 is not None)
-            if detected.sha256 != row.sha256 or detected.mime != row.mime:
+                detected = self.inspector.detect(path)
+            # a small file is checked against its hash again; a large one (not hashed by
+            # ``detect``) by its size and mtime above, as while it uploads, even when it was
+            # hashed for a claim: waiting behind a twin must not hash it again every second
+            hash_differs = detected.sha256 is not None and detected.sha256 != row.sha256
+            if hash_differs or detected.mime != row.mime:
                 now = self.clock.now()
                 self.journal.mark_changed(
                     row.id, now=now, size=snap.size, mtime_ns=snap.mtime_ns, inode=snap.inode
