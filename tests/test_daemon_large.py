@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from creatio_attach.emulator import EmbeddedEmulator
 from creatio_attach.journal import Journal
 from creatio_attach.journal.states import State
 from tests.conftest import wait_for
-from tests.daemon_helpers import Site, running_service
+from tests.daemon_helpers import Site, running_service, start_daemon, stop_daemon, wait_ready
 
 SIZE = HASH_WHILE_UPLOADING_ABOVE + 1024 * 1024
 
@@ -62,3 +63,54 @@ def test_large_files_upload_once_with_the_hash_taken_while_sending(site: Site) -
         rows = journal.by_state(State.DONE) + journal.by_state(State.DUPLICATE)
     assert sorted(r.sha256 or "" for r in rows) == sorted([first, first, other])
     assert all(r.size == SIZE for r in rows)
+
+
+def test_kill_9_in_the_middle_of_a_large_upload_then_restart_stores_it_once(site: Site) -> None:
+    """The row of a large file is ``uploading`` without a hash when the daemon dies; after the
+    restart the same record is completed, the hash recorded, and the twin found a duplicate."""
+    site.case("SR41")
+    inbox = site.inbox(settle="0.2s")
+    staging = site.root / "staging"
+    staging.mkdir()
+    digest = write_large(staging / "SR41_a.bin", b"crash")
+    os.link(staging / "SR41_a.bin", staging / "SR41_b.bin")
+    config = site.write_config()
+    site.faults("latency=150ms")  # every chunk is slow: the kill lands mid-upload
+    log = site.root / "daemon.log"
+    proc = start_daemon(config, log)
+    try:
+        wait_ready(proc, log)
+        for name in ("SR41_a.bin", "SR41_b.bin"):
+            (staging / name).rename(inbox / name)
+
+        def chunks_sent() -> int:
+            return sum(
+                "FileApiService" in str(r.get("path"))
+                for r in site.admin("GET", "/__emulator__/requests")
+            )
+
+        wait_for(lambda: chunks_sent() >= 3, timeout=30, what="a few chunks stored")
+        with Journal.open_readonly(site.state) as journal:
+            [uploading] = journal.by_state(State.UPLOADING)
+        assert uploading.sha256 is None  # hashed while it is sent: not known yet
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(10) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    site.faults(None)
+    proc = start_daemon(config, log)
+    try:
+        wait_ready(proc, log)
+        wait_for(
+            lambda: site.state_count("done") == 1 and site.state_count("duplicate") == 1,
+            timeout=60,
+            what="the large file done and its copy a duplicate",
+        )
+    finally:
+        assert stop_daemon(proc) == 0
+    assert [f["sha256"] for f in site.files()] == [digest]
+    with Journal.open_readonly(site.state) as journal:
+        [done] = journal.by_state(State.DONE)
+    assert done.sha256 == digest
