@@ -34,8 +34,8 @@ HASH_WHILE_UPLOADING_ABOVE = 64 * 1024 * 1024
 
 
 class DetectInspector:
-    """``ports.Inspector`` over ``detect``; files above ``hash_up_to`` bytes are hashed only
-    when ``need_hash`` (None: always)."""
+    """``ports.Inspector`` over ``detect``; ``detect`` leaves files above ``hash_up_to`` bytes
+    unhashed (None: hashes every file)."""
 
     def __init__(self, hash_up_to: int | None = HASH_WHILE_UPLOADING_ABOVE) -> None:
         self.hash_up_to = hash_up_to
@@ -43,8 +43,11 @@ class DetectInspector:
     def snapshot(self, path: Path) -> FileFacts:
         return detect.snapshot(path)
 
-    def detect(self, path: Path, *, need_hash: bool = False) -> Detection:
-        return detect.detect(path, hash_up_to=None if need_hash else self.hash_up_to)
+    def detect(self, path: Path) -> Detection:
+        return detect.detect(path, hash_up_to=self.hash_up_to)
+
+    def sha256(self, path: Path) -> str:
+        return detect.sha256_file(path)
 
     def record_name(self, file_name: str, detected: Detection) -> str:
         assert isinstance(detected, detect.Detected)

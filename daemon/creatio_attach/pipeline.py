@@ -216,16 +216,9 @@ class Pipeline(Outcomes):
             self._discard(row.target, released)
         if claim.outcome == "hash_first":
             # a large file not hashed yet, and a file of its size is already on the parent
-            try:
-                hashed = self._hash_and_claim(row, path, policy)
-            except FileGone:
-                self._gone(row)
-                return
-            except FileProblem as exc:
-                self.fail(row, ErrorNote.from_exception(exc))
-                return
+            hashed = self._hash_and_claim(row, path, policy)
             if hashed is None:
-                return  # it changed while it was hashed: it settles again
+                return  # gone, unreadable or changed while it was hashed: dealt with
             claim = hashed
         assert claim.row is not None
         if claim.outcome == "duplicate":
@@ -243,13 +236,20 @@ class Pipeline(Outcomes):
 
     def _hash_and_claim(self, row: FileRow, path: Path, policy: InboxPolicy) -> Claim | None:
         """Hash a large file before its claim after all (``Claim`` "hash_first") and claim again;
-        None when the file changed meanwhile (it is settling again)."""
-        detected = self.inspector.detect(path, need_hash=True)
-        snap = self.inspector.snapshot(path)
-        if not _same(snap, row.size, row.mtime_ns) or detected.sha256 is None:
+        None when it is gone or unreadable (recorded) or changed meanwhile (settling again)."""
+        try:
+            digest = self.inspector.sha256(path)
+            snap = self.inspector.snapshot(path)
+        except FileGone:
+            self._gone(row)
+            return None
+        except FileProblem as exc:
+            self.fail(row, ErrorNote.from_exception(exc))
+            return None
+        if not _same(snap, row.size, row.mtime_ns):
             self._settle_again(self.journal.get(row.id), snap)
             return None
-        self.journal.set_hash(row.id, now=self.clock.now(), sha256=detected.sha256)
+        self.journal.set_hash(row.id, now=self.clock.now(), sha256=digest)
         return self.journal.claim_upload(
             row.id, now=self.clock.now(), skip_duplicates=policy.duplicates == "skip"
         )

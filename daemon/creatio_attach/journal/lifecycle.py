@@ -305,9 +305,8 @@ class Lifecycle(Store):
     def mark_uploaded(self, file_id: int, *, now: float, sha256: str | None = None) -> FileRow:
         """uploading -> uploaded: the content in Creatio is verified. ``sha256``: the hash of
         a large file taken while it was sent (its row had none)."""
-        if sha256 is None:
-            return self._move(file_id, State.UPLOADED, now, last_error=None)
-        return self._move(file_id, State.UPLOADED, now, last_error=None, sha256=sha256)
+        known = {} if sha256 is None else {"sha256": sha256}
+        return self._move(file_id, State.UPLOADED, now, last_error=None, **known)
 
     def mark_done(
         self, file_id: int, *, now: float, disposition: Disposition, final_path: str | None
