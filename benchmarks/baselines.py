@@ -1,9 +1,11 @@
 """The baselines the daemon is compared with: ``curl -T`` for one big file, and plain
 ``requests`` clients (sequential, and an ideal one on ``concurrency`` threads) that send the
 same two requests per file as the daemon does to store it: create the record, PUT its content.
+A third, for reference only (no goal): the ideal client that also reads each record back as
+the daemon's ``verify = "size"`` does, so three requests per file, the daemon's own count.
 
-The baselines do nothing else: no watching, no journal, no type detection, no verification,
-no parent lookup (the parent's Id is handed to them). Imports nothing from ``creatio_attach``.
+The baselines do nothing else: no watching, no journal, no type detection, no parent lookup
+(the parent's Id is handed to them). Imports nothing from ``creatio_attach``.
 """
 
 from __future__ import annotations
@@ -55,6 +57,20 @@ def create_and_put(session: requests.Session, ws_url: str, path: Path, parent_id
     return rid
 
 
+def read_back(session: requests.Session, ws_url: str, rid: str, size: int) -> None:
+    """Read the record's ``Size`` back by Id and compare, as ``verify = "size"`` does."""
+    got = session.get(
+        f"{ws_url}/odata/CaseFile",
+        params={"$filter": f"Id eq {rid}", "$top": 1, "$select": "Id,Size"},
+        timeout=60,
+    )
+    if got.status_code != 200:
+        raise BenchError(f"baseline read-back: HTTP {got.status_code} {got.text[:200]}")
+    rows = got.json().get("value") or []
+    if not rows or int(rows[0]["Size"]) != size:
+        raise BenchError(f"baseline read-back: {rid} does not hold {size} bytes")
+
+
 def sequential(url: str, files: Sequence[Path], parent_id: str) -> float:
     """Seconds for a plain script: log in once, then create and PUT each file in turn."""
     start = time.perf_counter()
@@ -64,9 +80,11 @@ def sequential(url: str, files: Sequence[Path], parent_id: str) -> float:
     return time.perf_counter() - start
 
 
-def threaded(url: str, files: Sequence[Path], parent_id: str, threads: int) -> float:
+def threaded(
+    url: str, files: Sequence[Path], parent_id: str, threads: int, *, verify: bool = False
+) -> float:
     """Seconds for the ideal client: one login, the same requests from ``threads`` threads
-    (a connection pool each), taking files from a shared queue."""
+    (a connection pool each), taking files from a shared queue; ``verify`` adds the read-back."""
     start = time.perf_counter()
     first = login(url)
     work: queue.Queue[Path] = queue.Queue()
@@ -82,7 +100,9 @@ def threaded(url: str, files: Sequence[Path], parent_id: str, threads: int) -> f
                 except queue.Empty:
                     return
                 try:
-                    create_and_put(session, url + "/0", path, parent_id)
+                    rid = create_and_put(session, url + "/0", path, parent_id)
+                    if verify:
+                        read_back(session, url + "/0", rid, path.stat().st_size)
                 except BaseException as e:  # reported below, stops the others
                     errors.append(e)
 

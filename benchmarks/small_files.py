@@ -7,6 +7,8 @@ from the first rename until the last file is in the archive folder (polled every
 Baselines, each against the same emulator after a reset: (a) a plain sequential ``requests``
 script that logs in once, then creates and PUTs each file; (b) an ideal client that sends the
 same requests from ``concurrency`` threads and does nothing else (the limit the emulator sets).
+For reference, with no goal: (c) that ideal client reading each record back as the daemon's
+``verify = "size"`` does (three requests per file, the daemon's count).
 Every run is checked: each file's SHA-256 stored exactly once. Imports nothing from
 ``creatio_attach``.
 """
@@ -65,6 +67,10 @@ def run(ctx: Context) -> ScenarioResult:
         emu_cpu = cpu_seconds(emu_pid)
         ideal_s = threaded(emulator.url, paths, parent, ctx.concurrency)
         ideal_emu_cpu = cpu_seconds(emu_pid) - emu_cpu
+        check_stored(emulator, digests)
+        parent = emulator.reset()
+        os.sync()
+        verifying_s = threaded(emulator.url, paths, parent, ctx.concurrency, verify=True)
         check_stored(emulator, digests)
         emulator.reset()
         os.sync()
@@ -126,6 +132,14 @@ def run(ctx: Context) -> ScenarioResult:
             n / ideal_s,
             f"(b) ideal client, {ctx.concurrency} threads",
             ratio(n / daemon_s, n / ideal_s),
+        ),
+        Row(
+            "files per second",
+            "files/s",
+            n / daemon_s,
+            n / verifying_s,
+            f"(c) ideal client + read-back, {ctx.concurrency} threads",
+            ratio(n / daemon_s, n / verifying_s),
         ),
         Row("daemon CPU per file", "ms", daemon_cpu / n * 1000),
         Row(

@@ -47,7 +47,11 @@ def test_tiny_small_files_benchmark_writes_a_json_report(tmp_path: Path) -> None
     assert scenario["error"] is None
     assert scenario["details"]["files"] == 50
     baselines = {row["baseline_name"] for row in scenario["rows"] if row["baseline"] is not None}
-    assert baselines == {"(a) sequential requests", "(b) ideal client, 4 threads"}
+    assert baselines == {
+        "(a) sequential requests",
+        "(b) ideal client, 4 threads",
+        "(c) ideal client + read-back, 4 threads",
+    }
     for row in scenario["rows"]:
         assert {"measure", "unit", "daemon", "baseline", "baseline_name", "ratio"} <= set(row)
         assert isinstance(row["daemon"], float)

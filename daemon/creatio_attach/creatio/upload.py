@@ -192,7 +192,8 @@ class Uploader:
             except CreatioAttachError as exc:  # local read errors arrive translated (session.py)
                 self.records.discard(target.file_object, rid, reason=exc.reason)
                 raise
-        log.info(
+        # debug: the daemon logs ``file.uploaded`` with more, and the CLI prints its result
+        log.debug(
             "creatio.upload.done",
             file_object=target.file_object,
             id=rid,
