@@ -8,11 +8,16 @@ sampled every 50 ms) from its start until every file is stored or until ``backlo
 seconds after the first upload, whichever comes first; the uploads done by then are counted.
 
 Baseline: the same daemon, fresh state and store, with a single file present at start (what
-start-up costs without a backlog). Imports nothing from ``creatio_attach``.
+start-up costs without a backlog). For a slow start, the JSON details also give when the
+daemon's own log says it was logged in, watching, had uploaded its first file, and was ready
+(after its first scan), in seconds from its process start. Imports nothing from
+``creatio_attach``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -41,12 +46,38 @@ TITLE = "files already present at start"
 AGE = 3600.0
 
 
+#: the daemon's log lines whose first appearance is reported (JSON lines, ``event`` key)
+MILESTONES = ("creatio.login_ok", "inbox watch mode", "file.uploaded", "daemon.ready")
+
+
 @dataclass(frozen=True)
 class Observed:
     first_upload_s: float
     peak_rss: int
     uploads: int
     observed_s: float  # from the first upload to the end of the observation
+    milestones_s: dict[str, float]  # MILESTONES from the daemon's log, from its process start
+
+
+def _milestones(log: Path, started_at: float) -> dict[str, float]:
+    """Seconds from ``started_at`` (epoch) to the first log line of each of ``MILESTONES``."""
+    found: dict[str, float] = {}
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        event = entry.get("event") if isinstance(entry, dict) else None
+        if event in MILESTONES and event not in found and "timestamp" in entry:
+            when = dt.datetime.fromisoformat(str(entry["timestamp"]).replace("Z", "+00:00"))
+            found[event] = round(when.timestamp() - started_at, 3)
+        if len(found) == len(MILESTONES):
+            break
+    return found
 
 
 def _backlog(inbox: Path, count: int, size: int, seed: int) -> None:
@@ -61,6 +92,7 @@ def _observe(ctx: Context, emulator: Emulator, root: Path, count: int) -> Observ
     daemon = Daemon(root / "daemon", emulator.url, root / "inbox", concurrency=ctx.concurrency)
     watch = UploadWatch(emulator)
     start = time.perf_counter()
+    started_at = time.time()
     proc = daemon.start()
     sampler = RssSampler(proc.pid).start()
     try:
@@ -81,7 +113,7 @@ def _observe(ctx: Context, emulator: Emulator, root: Path, count: int) -> Observ
     finally:
         daemon.stop()
         peak = sampler.stop()
-    return Observed(first_s, peak, watch.uploads, observed_s)
+    return Observed(first_s, peak, watch.uploads, observed_s, _milestones(daemon.log, started_at))
 
 
 def run(ctx: Context) -> ScenarioResult:
@@ -126,6 +158,8 @@ def run(ctx: Context) -> ScenarioResult:
         all_uploaded=many.uploads >= n,
         peak_rss_bytes=many.peak_rss,
         baseline_peak_rss_bytes=one.peak_rss,
+        daemon_log_s=many.milestones_s,
+        baseline_daemon_log_s=one.milestones_s,
     )
     if many.uploads < n:
         result.notes.append(
