@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from creatio_attach.dispose import NAME_MAX, LocalFolders, candidate_names
-from creatio_attach.engine import Engine
+from creatio_attach.engine import NOTE_BATCH, Engine
 from creatio_attach.errors import CreatioRejected, CreatioUnavailable, ParentNotFound
 from creatio_attach.events import FileEvent
 from creatio_attach.journal import Journal, State
@@ -276,6 +276,42 @@ def test_a_bug_in_one_file_makes_it_wait_instead_of_spinning(
     assert row.attempts == 1  # the clock stands still: no second try before the backoff ends
     assert row.last_error is not None and row.last_error.reason == "internal"
     assert "a bug in an adapter" in row.last_error.message
+
+
+class WatchingCreatio(ScriptedCreatio):
+    """Notes how many watcher events the intake had not looked at when the first upload began."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.engine: Engine | None = None
+        self.waiting_at_first: int | None = None
+
+    def upload(self, path: Path, **kw: str | None) -> Uploaded:
+        if self.waiting_at_first is None and self.engine is not None:
+            self.waiting_at_first = self.engine.status().events_waiting
+        return super().upload(path, **kw)
+
+
+def test_a_burst_of_events_is_handed_on_a_batch_at_a_time(tmp_path: Path) -> None:
+    """The first scan of a large inbox queues an event per file. The intake notes them a batch
+    at a time and hands on what is due in between: the first upload starts while most of the
+    burst still waits (it used to wait until every event was noted: seconds at 50,000)."""
+    clock = FakeClock()
+    creatio = WatchingCreatio()
+    engine, folder = _engine(tmp_path, creatio, clock)
+    creatio.engine = engine
+    count = 5 * NOTE_BATCH
+    for n in range(count):
+        path = folder / f"SR1_{n:05d}.txt"
+        path.write_bytes(b"a line of text\n")
+        engine.sink(FileEvent("in", path, "closed", clock.now()))
+    engine.start()
+    try:
+        wait_for(lambda: creatio.uploads, timeout=30, what="the first upload")
+    finally:
+        engine.stop(5)
+    assert creatio.waiting_at_first is not None
+    assert creatio.waiting_at_first >= count - 2 * NOTE_BATCH
 
 
 # ---------------------------------------------------------------------------------------------

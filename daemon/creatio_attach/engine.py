@@ -70,6 +70,10 @@ log = structlog.get_logger(component="engine")
 DUE_POLL = 0.25  # seconds between looks at the journal for due rows
 SUBMIT_POLL = 1.0  # seconds between looks for ``creatio-attach submit`` signals
 IDLE_WAIT = 0.2  # longest wait of the intake for an event
+#: events the intake notes in one pass before it hands on what is due: a burst (the first scan
+#: of a large inbox) must not hold back the first upload, nor the watchdog's view of a pass,
+#: until all of it is noted
+NOTE_BATCH = 1000
 BUSY_DELAY = 0.5  # a settled file whose path is leased is looked at again after this
 #: a worker inside one job this long without a sign of life is stuck (``service`` passes a
 #: bound from the Creatio timeouts; this default is for engines built elsewhere)
@@ -213,6 +217,7 @@ class Engine:
         alive = [t.is_alive() for t in self._threads]
         return EngineStatus(
             settling=len(self._tracker),
+            events_waiting=self._events.qsize(),
             queued=self._jobs.qsize(),
             working=working,
             workers_alive=bool(alive) and all(alive[1:]),
@@ -265,7 +270,7 @@ class Engine:
                     item = self._events.get(timeout=wait)
                     noted += 1
                     self._note(item)
-                    while True:  # drain what is there without waiting
+                    while noted < NOTE_BATCH:  # what is there, without waiting
                         item = self._events.get_nowait()
                         noted += 1
                         self._note(item)

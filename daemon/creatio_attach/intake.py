@@ -274,6 +274,7 @@ class EngineStatus:
     """A look at the engine for sd_notify STATUS, the watchdog and metrics."""
 
     settling: int  # files waiting to be complete
+    events_waiting: int  # watcher events the intake has not looked at yet
     queued: int  # jobs waiting for a worker
     working: int  # jobs a worker is running
     workers_alive: bool
