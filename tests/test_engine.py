@@ -23,7 +23,7 @@ from creatio_attach.errors import CreatioRejected, CreatioUnavailable, ParentNot
 from creatio_attach.events import FileEvent
 from creatio_attach.journal import Journal, State
 from creatio_attach.notify import Heartbeat, Notifier
-from creatio_attach.ports import InboxPolicy, Uploaded
+from creatio_attach.ports import Detection, FileFacts, InboxPolicy, Uploaded
 from creatio_attach.routing import Rule
 from creatio_attach.service import DetectInspector
 from creatio_attach.settle import SettleTracker, Stat
@@ -163,7 +163,12 @@ class ScriptedCreatio:
         return None
 
 
-def _engine(tmp_path: Path, creatio: ScriptedCreatio, clock: FakeClock) -> tuple[Engine, Path]:
+def _engine(
+    tmp_path: Path,
+    creatio: ScriptedCreatio,
+    clock: FakeClock,
+    inspector: DetectInspector | None = None,
+) -> tuple[Engine, Path]:
     folder = tmp_path / "in"
     folder.mkdir()
     rule = Rule(
@@ -177,7 +182,7 @@ def _engine(tmp_path: Path, creatio: ScriptedCreatio, clock: FakeClock) -> tuple
     engine = Engine(
         inboxes=[policy],
         journal=Journal.open(tmp_path / "state"),
-        inspector=DetectInspector(),
+        inspector=inspector or DetectInspector(),
         folders=LocalFolders(),
         creatio=creatio,  # type: ignore[arg-type]
         clock=clock,
@@ -278,40 +283,65 @@ def test_a_bug_in_one_file_makes_it_wait_instead_of_spinning(
     assert "a bug in an adapter" in row.last_error.message
 
 
-class WatchingCreatio(ScriptedCreatio):
-    """Notes how many watcher events the intake had not looked at when the first upload began."""
+class GatedInspector(DetectInspector):
+    """The real inspector with a gate: the intake's ``gate_at``-th look at a file waits until
+    a worker has begun on a file (10 s at most), which then notes how many watcher events
+    the intake had not looked at yet. So the outcome does not depend on thread timing."""
 
-    def __init__(self) -> None:
+    def __init__(self, gate_at: int) -> None:
         super().__init__()
         self.engine: Engine | None = None
-        self.waiting_at_first: int | None = None
+        self.gate_at = gate_at
+        self.intake_looks = 0
+        self.worker_began = threading.Event()
+        self.waiting_when_a_worker_began: int | None = None
 
-    def upload(self, path: Path, **kw: str | None) -> Uploaded:
-        if self.waiting_at_first is None and self.engine is not None:
-            self.waiting_at_first = self.engine.status().events_waiting
-        return super().upload(path, **kw)
+    def snapshot(self, path: Path) -> FileFacts:
+        if threading.current_thread().name == "creatio-attach-intake":
+            self.intake_looks += 1
+            if self.intake_looks == self.gate_at:
+                self.worker_began.wait(10)
+        else:
+            self._began()
+        return super().snapshot(path)
+
+    def detect(self, path: Path) -> Detection:
+        self._began()
+        return super().detect(path)
+
+    def _began(self) -> None:
+        if not self.worker_began.is_set() and self.engine is not None:
+            self.waiting_when_a_worker_began = self.engine.status().events_waiting
+            self.worker_began.set()
 
 
 def test_a_burst_of_events_is_handed_on_a_batch_at_a_time(tmp_path: Path) -> None:
     """The first scan of a large inbox queues an event per file. The intake notes them a batch
-    at a time and hands on what is due in between: the first upload starts while most of the
-    burst still waits (it used to wait until every event was noted: seconds at 50,000)."""
+    at a time and hands on what is due in between: a worker begins while most of the burst
+    still waits (it used to wait until every event was noted: seconds at 50,000 files).
+
+    The intake looks at each file once when it notes its event and once when it is due, so
+    with batches of ``NOTE_BATCH`` the first file is handed on at its look ``NOTE_BATCH + 1``;
+    the gate holds the intake at look ``2.5 * NOTE_BATCH`` until a worker has begun."""
     clock = FakeClock()
-    creatio = WatchingCreatio()
-    engine, folder = _engine(tmp_path, creatio, clock)
-    creatio.engine = engine
-    count = 5 * NOTE_BATCH
+    creatio = ScriptedCreatio()
+    inspector = GatedInspector(gate_at=NOTE_BATCH * 5 // 2)
+    engine, folder = _engine(tmp_path, creatio, clock, inspector)
+    inspector.engine = engine
+    count = 3 * NOTE_BATCH
     for n in range(count):
         path = folder / f"SR1_{n:05d}.txt"
         path.write_bytes(b"a line of text\n")
         engine.sink(FileEvent("in", path, "closed", clock.now()))
     engine.start()
     try:
-        wait_for(lambda: creatio.uploads, timeout=30, what="the first upload")
+        wait_for(lambda: creatio.uploads, timeout=60, what="the first upload")
     finally:
         engine.stop(5)
-    assert creatio.waiting_at_first is not None
-    assert creatio.waiting_at_first >= count - 2 * NOTE_BATCH
+    assert inspector.waiting_when_a_worker_began is not None
+    # at most 1,500 events noted before the gate: 1,500 of 3,000 still waiting (the old
+    # loop noted all 3,000 first, the gate timed out and a worker began with 0 waiting)
+    assert inspector.waiting_when_a_worker_began >= count - 2 * NOTE_BATCH
 
 
 # ---------------------------------------------------------------------------------------------
