@@ -50,7 +50,7 @@ class Scale:
 
 
 SCALES: dict[str, Scale] = {
-    "full": Scale("full", 1 << 30, 3, 2000, 32 << 10, 200, 8 << 10, 50_000, 4 << 10, 60.0, 1800.0),
+    "full": Scale("full", 1 << 30, 5, 2000, 32 << 10, 200, 8 << 10, 50_000, 4 << 10, 60.0, 1800.0),
     # tiny: for the smoke test; 16 MiB still takes the daemon's chunked path (above 8 MiB)
     "tiny": Scale("tiny", 16 * MiB, 1, 50, 32 << 10, 10, 8 << 10, 200, 4 << 10, 60.0, 120.0),
 }
