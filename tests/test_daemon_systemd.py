@@ -19,6 +19,8 @@ from typing import cast
 import pytest
 
 from creatio_attach.emulator import EmbeddedEmulator
+from creatio_attach.service import SCAN_EXTEND
+from creatio_attach.watcher import SCAN_PROGRESS_EVERY
 from tests.conftest import CorpusFile, wait_for
 from tests.daemon_helpers import Site, start_daemon, stop_daemon
 from tests.test_notify import FakeSystemd
@@ -93,6 +95,40 @@ def test_ready_status_watchdog_and_stopping_under_a_real_notify_socket(
     assert received[-1] == "STOPPING=1"
     assert received.count("READY=1") == 1
     assert len(site.files()) == 1
+
+
+def test_a_long_first_scan_extends_the_start_timeout_before_ready(
+    tmp_path: Path,
+    emulator: EmbeddedEmulator,
+    systemd: FakeSystemd,
+) -> None:
+    """A first scan that lists many files (slow on a network share) pushes systemd's start
+    timeout further every ``SCAN_PROGRESS_EVERY`` files, with a STATUS that says so, so that
+    ``TimeoutStartSec=`` cannot kill the service before READY=1 while the scan moves."""
+    site = Site(tmp_path, emulator)
+    site.case("SR10")
+    inbox = site.inbox()
+    for n in range(2 * SCAN_PROGRESS_EVERY + 1):
+        (inbox / f"SR10_{n:04d}.txt").write_bytes(b"a line of text\n")
+    config = site.write_config()
+    log = tmp_path / "daemon.log"
+    env = {"NOTIFY_SOCKET": systemd.name, "WATCHDOG_USEC": WATCHDOG_USEC}
+    proc = start_daemon(config, log, env=env)
+    try:
+        wait_for(lambda: "READY=1" in lines(systemd) or proc.poll() is not None, timeout=30)
+        assert proc.poll() is None, log.read_text(errors="replace")
+        assert stop_daemon(proc, signal.SIGTERM) == 0
+    finally:
+        stop_daemon(proc, signal.SIGKILL)
+    received = lines(systemd)
+    before_ready = received[: received.index("READY=1")]
+    extend = f"EXTEND_TIMEOUT_USEC={round(SCAN_EXTEND * 1_000_000)}"
+    assert before_ready.count(extend) == 2
+    scanning = [s for s in statuses(systemd) if s.startswith("scanning")]
+    assert scanning == [
+        f"scanning cases: {SCAN_PROGRESS_EVERY} files found",
+        f"scanning cases: {2 * SCAN_PROGRESS_EVERY} files found",
+    ]
 
 
 def _free_port() -> int:

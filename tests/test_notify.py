@@ -119,6 +119,20 @@ def test_status_is_sent_only_when_it_changes(systemd: FakeSystemd) -> None:
     n.close()
 
 
+def test_extend_timeout_sends_microseconds_with_its_status(systemd: FakeSystemd) -> None:
+    n = Notifier(env={"NOTIFY_SOCKET": systemd.name})
+    assert n.extend_timeout(120, "scanning cases: 500 files found")
+    assert n.extend_timeout(1.5)
+    assert n.status("scanning cases: 500 files found") is False  # already the status
+    wait_for(lambda: len(systemd.received()) == 2, what="two datagrams")
+    assert systemd.received() == [
+        "EXTEND_TIMEOUT_USEC=120000000\nSTATUS=scanning cases: 500 files found\n",
+        "EXTEND_TIMEOUT_USEC=1500000\n",
+    ]
+    n.close()
+    assert Notifier(env={}).extend_timeout(120, "x") is False
+
+
 def test_reload_is_announced_and_closed_by_ready(systemd: FakeSystemd) -> None:
     n = Notifier(env={"NOTIFY_SOCKET": systemd.name})
     n.ready(status="idle")

@@ -29,6 +29,7 @@ from creatio_attach.watch_mode import (
     max_user_watches,
 )
 from creatio_attach.watcher import (
+    SCAN_PROGRESS_EVERY,
     FileEvent,
     InboxWatcher,
     WatchSpec,
@@ -189,6 +190,19 @@ def test_rescan_of_one_inbox_and_of_an_unknown_one(tmp_path: Path, start: Start)
     assert watcher.rescan() == 3
     with pytest.raises(ValueError, match="unknown inbox"):
         watcher.rescan("c")
+
+
+def test_a_scan_reports_its_progress_every_so_many_files(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for n in range(2 * SCAN_PROGRESS_EVERY + 7):
+        (folder / f"{n}.pdf").write_bytes(b"x")
+    watcher = InboxWatcher([WatchSpec("in", folder, mode="poll")], Recorder())
+    calls: list[tuple[str, int]] = []
+    assert watcher.rescan(progress=lambda inbox, found: calls.append((inbox, found))) == (
+        2 * SCAN_PROGRESS_EVERY + 7
+    )
+    assert calls == [("in", SCAN_PROGRESS_EVERY), ("in", 2 * SCAN_PROGRESS_EVERY)]
 
 
 def test_stop_leaves_no_threads_behind(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Tell systemd how the service is doing (sd_notify): ready, status, watchdog, stopping.
+"""Tell systemd how the service is doing (sd_notify): ready, status, more start time, watchdog,
+stopping.
 
 The protocol is a few ``KEY=value`` lines in one datagram to the AF_UNIX socket named by
 ``$NOTIFY_SOCKET`` (a path, or an abstract socket written ``@name``). Outside systemd the
@@ -95,6 +96,17 @@ class Notifier:
                 return False
             self._status = text
         return self.notify(STATUS=text)
+
+    def extend_timeout(self, seconds: float, status: str | None = None) -> bool:
+        """``EXTEND_TIMEOUT_USEC``: allow the start (or stop) this much longer from now, with a
+        ``STATUS`` that says why (systemd 236 or later; older ones ignore it)."""
+        fields: dict[str, str | int] = {"EXTEND_TIMEOUT_USEC": round(seconds * 1_000_000)}
+        if status is not None:
+            status = status.replace("\n", " ")
+            with self._lock:
+                self._status = status
+            fields["STATUS"] = status
+        return self.notify(**fields)
 
     def stopping(self) -> bool:
         """``STOPPING=1``: shutting down; send it first thing in the stop path."""

@@ -57,6 +57,10 @@ INTAKE_STUCK_AFTER = 120.0
 #: the client's own retries may wait this long for one Retry-After within a call
 #: (``creatio.retry.RetryPolicy.max_retry_after``) without moving a byte
 CLIENT_RETRY_WAIT = 120.0
+#: during the first scan, each ``watcher.SCAN_PROGRESS_EVERY`` files found give the start this
+#: much more time (``EXTEND_TIMEOUT_USEC``): a share that lists fewer files than that in two
+#: minutes is hung, and systemd's start timeout ends it
+SCAN_EXTEND = 120.0
 
 
 def stuck_after(timeout: float, connect_timeout: float) -> float:
@@ -210,8 +214,15 @@ class Service:
 
         assert self.engine is not None
         watcher = InboxWatcher(watch_specs(config), self.engine.sink)
-        watcher.start()
+        watcher.start(progress=self._scan_progress)
         self.watcher = watcher
+
+    def _scan_progress(self, inbox: str, found: int) -> None:
+        """The first scan of a large inbox (slow on a network share) must not outlast
+        ``TimeoutStartSec=`` and get the service killed before READY=1, again and again: every
+        ``SCAN_PROGRESS_EVERY`` files found push the start timeout ``SCAN_EXTEND`` further."""
+        if self._notifier is not None:
+            self._notifier.extend_timeout(SCAN_EXTEND, f"scanning {inbox}: {found} files found")
 
     def _loop(self) -> None:
         while not self._stop.wait(TICK):

@@ -80,6 +80,11 @@ __all__ = [
 
 log = structlog.get_logger(component="watcher")
 
+#: a scan reports its progress (``ScanProgress``) after every this many files
+SCAN_PROGRESS_EVERY = 500
+#: ``progress(inbox, files found so far)``
+ScanProgress = Callable[[str, int], None]
+
 #: what a rename into the inbox, a close-after-write etc. become; everything else is dropped
 _WATCHED_EVENTS: list[type[FileSystemEvent]] = [
     FileClosedEvent,
@@ -271,12 +276,13 @@ class InboxWatcher:
 
     # -- life cycle ---------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, progress: ScanProgress | None = None) -> None:
         """Watch every inbox, then report the files already present as ``found``.
 
         Observers start first, so a file dropped during the initial scan is not missed (it may
         be reported twice; the engine settles and dedupes). Raises ``ConfigError`` when an inbox
         folder is missing or an inotify limit is hit; nothing is left running then.
+        ``progress(inbox, found)`` is called every ``SCAN_PROGRESS_EVERY`` files of that scan.
         """
         if self._running:
             raise RuntimeError("the watcher is already running")
@@ -314,7 +320,7 @@ class InboxWatcher:
         self.modes = modes
         self._running = True
         try:
-            self.rescan()
+            self.rescan(progress=progress)
         except BaseException:  # the sink failed: leave nothing running
             self.stop()
             raise
@@ -399,14 +405,17 @@ class InboxWatcher:
 
     # -- rescans ------------------------------------------------------------------------------
 
-    def rescan(self, inbox: str | None = None) -> int:
-        """Report every candidate present as ``found``; returns how many. Works while stopped."""
+    def rescan(self, inbox: str | None = None, progress: ScanProgress | None = None) -> int:
+        """Report every candidate present as ``found``; returns how many. Works while stopped.
+        ``progress(inbox, found)`` is called every ``SCAN_PROGRESS_EVERY`` files."""
         if inbox is not None and inbox not in self._specs:
             raise ValueError(f"unknown inbox {inbox!r}")
         names = [inbox] if inbox is not None else list(self._specs)
-        return sum(self._rescan_one(name, None) for name in names)
+        return sum(self._rescan_one(name, None, progress) for name in names)
 
-    def _rescan_one(self, inbox: str, stop: threading.Event | None) -> int:
+    def _rescan_one(
+        self, inbox: str, stop: threading.Event | None, progress: ScanProgress | None = None
+    ) -> int:
         spec = self._specs[inbox]
         started = time.monotonic()
         count = 0
@@ -415,6 +424,8 @@ class InboxWatcher:
                 for path in walk_candidates(spec, stop):
                     self._emit(spec, str(path), "found")
                     count += 1
+                    if progress is not None and count % SCAN_PROGRESS_EVERY == 0:
+                        progress(inbox, count)
             except OSError as e:
                 log.warning("inbox folder cannot be read", inbox=inbox, error=str(e))
         log.debug(
