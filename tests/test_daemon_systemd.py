@@ -131,6 +131,43 @@ def test_a_long_first_scan_extends_the_start_timeout_before_ready(
     ]
 
 
+def test_sigterm_during_the_first_scan_ends_it_early_without_ready(
+    tmp_path: Path,
+    emulator: EmbeddedEmulator,
+    systemd: FakeSystemd,
+) -> None:
+    """SIGTERM while the first scan of a large inbox runs stops the scan at once: exit 0,
+    STOPPING=1, no READY=1; the next start finds the files the scan did not reach."""
+    site = Site(tmp_path, emulator)
+    site.case("SR10")
+    inbox = site.inbox()
+    count = 80 * SCAN_PROGRESS_EVERY  # 40,000: seconds of scanning, far more than needed
+    for n in range(count):
+        (inbox / f"SR10_{n:05d}.txt").write_bytes(b"a line of text\n")
+    config = site.write_config()
+    log = tmp_path / "daemon.log"
+    env = {"NOTIFY_SOCKET": systemd.name, "WATCHDOG_USEC": WATCHDOG_USEC}
+    proc = start_daemon(config, log, env=env)
+    try:
+        wait_for(
+            lambda: (
+                any(s.startswith("scanning") for s in statuses(systemd)) or proc.poll() is not None
+            ),
+            timeout=30,
+            what="the first scan under way",
+        )
+        assert proc.poll() is None, log.read_text(errors="replace")
+        assert stop_daemon(proc, signal.SIGTERM) == 0
+    finally:
+        stop_daemon(proc, signal.SIGKILL)
+    received = lines(systemd)
+    assert "READY=1" not in received
+    assert received[-1] == "STOPPING=1"
+    found = [s for s in statuses(systemd) if s.startswith("scanning")]
+    assert len(found) < count // SCAN_PROGRESS_EVERY  # the scan did not reach the end
+    assert '"daemon.stopped_before_ready"' in log.read_text(errors="replace")
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -221,6 +222,17 @@ def test_the_walk_finds_exactly_the_candidates(tree: dict[str, Path]) -> None:
         assert len(found) == len(set(found))
         assert set(found) == expected
         assert expected  # the comparison is not vacuous
+
+
+def test_the_walk_stops_within_one_folder_once_told(tmp_path: Path) -> None:
+    for n in range(50):
+        (tmp_path / f"{n}.pdf").write_bytes(b"x")
+    stop = threading.Event()
+    found = []
+    for path in walk_candidates(WatchSpec("x", tmp_path), stop):
+        found.append(path)
+        stop.set()
+    assert len(found) == 1
 
 
 def test_the_walk_of_a_missing_inbox_raises(tmp_path: Path) -> None:

@@ -211,7 +211,8 @@ def walk_candidates(spec: WatchSpec, stop: threading.Event | None = None) -> Ite
 
     Ignored, excluded and symlinked folders are not descended into. An error on the inbox
     folder itself (missing, unreadable) is raised; a subfolder that vanishes or cannot be read
-    during the walk is skipped. The walk ends early once ``stop`` is set.
+    during the walk is skipped. The walk ends early once ``stop`` is set (looked at before
+    each entry).
     """
     root = str(spec.folder)
     if not _dir_allowed(spec, root, spec.real_folder):  # the inbox itself is excluded
@@ -230,6 +231,8 @@ def walk_candidates(spec: WatchSpec, stop: threading.Event | None = None) -> Ite
         subfolders: list[str] = []
         with scan:
             for entry in scan:
+                if stop is not None and stop.is_set():
+                    return  # also inside one folder: an inbox may hold all its files in one
                 if is_ignored_name(spec, entry.name):
                     continue
                 try:

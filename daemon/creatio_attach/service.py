@@ -184,6 +184,10 @@ class Service:
             self.engine.observer.creatio_contact(reachable)
             self.engine.start()
             self._start_watcher(config)
+            if self._stop.is_set():
+                # SIGTERM during the first scan: it ended early; the next start finds the rest
+                log.info("daemon.stopped_before_ready")
+                return 0
             watching = "watching " + ", ".join(i.name for i in config.inboxes)
             if not reachable:
                 watching = f"Creatio unreachable, files wait and are retried; {watching}"
@@ -214,7 +218,7 @@ class Service:
 
         assert self.engine is not None
         watcher = InboxWatcher(watch_specs(config), self.engine.sink)
-        watcher.start(progress=self._scan_progress)
+        watcher.start(progress=self._scan_progress, stop=self._stop)
         self.watcher = watcher
 
     def _scan_progress(self, inbox: str, found: int) -> None:

@@ -276,13 +276,16 @@ class InboxWatcher:
 
     # -- life cycle ---------------------------------------------------------------------------
 
-    def start(self, progress: ScanProgress | None = None) -> None:
+    def start(
+        self, progress: ScanProgress | None = None, stop: threading.Event | None = None
+    ) -> None:
         """Watch every inbox, then report the files already present as ``found``.
 
         Observers start first, so a file dropped during the initial scan is not missed (it may
         be reported twice; the engine settles and dedupes). Raises ``ConfigError`` when an inbox
         folder is missing or an inotify limit is hit; nothing is left running then.
-        ``progress(inbox, found)`` is called every ``SCAN_PROGRESS_EVERY`` files of that scan.
+        ``progress(inbox, found)`` is called every ``SCAN_PROGRESS_EVERY`` files of that scan;
+        once ``stop`` is set the scan ends early (the rest is found by the next one).
         """
         if self._running:
             raise RuntimeError("the watcher is already running")
@@ -320,7 +323,7 @@ class InboxWatcher:
         self.modes = modes
         self._running = True
         try:
-            self.rescan(progress=progress)
+            self.rescan(progress=progress, stop=stop)
         except BaseException:  # the sink failed: leave nothing running
             self.stop()
             raise
@@ -405,13 +408,19 @@ class InboxWatcher:
 
     # -- rescans ------------------------------------------------------------------------------
 
-    def rescan(self, inbox: str | None = None, progress: ScanProgress | None = None) -> int:
+    def rescan(
+        self,
+        inbox: str | None = None,
+        progress: ScanProgress | None = None,
+        stop: threading.Event | None = None,
+    ) -> int:
         """Report every candidate present as ``found``; returns how many. Works while stopped.
-        ``progress(inbox, found)`` is called every ``SCAN_PROGRESS_EVERY`` files."""
+        ``progress(inbox, found)`` is called every ``SCAN_PROGRESS_EVERY`` files; the scan
+        ends early once ``stop`` is set."""
         if inbox is not None and inbox not in self._specs:
             raise ValueError(f"unknown inbox {inbox!r}")
         names = [inbox] if inbox is not None else list(self._specs)
-        return sum(self._rescan_one(name, None, progress) for name in names)
+        return sum(self._rescan_one(name, stop, progress) for name in names)
 
     def _rescan_one(
         self, inbox: str, stop: threading.Event | None, progress: ScanProgress | None = None
