@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import signal
 import socket
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import cast
@@ -97,6 +98,21 @@ def test_ready_status_watchdog_and_stopping_under_a_real_notify_socket(
     assert len(site.files()) == 1
 
 
+def _start_with_files(
+    tmp_path: Path, emulator: EmbeddedEmulator, systemd: FakeSystemd, count: int
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """The daemon under the notify socket, started with ``count`` small text files already in
+    its inbox (for the first scan); returns the process and its log."""
+    site = Site(tmp_path, emulator)
+    site.case("SR10")
+    inbox = site.inbox()
+    for n in range(count):
+        (inbox / f"SR10_{n:05d}.txt").write_bytes(b"a line of text\n")
+    log = tmp_path / "daemon.log"
+    env = {"NOTIFY_SOCKET": systemd.name, "WATCHDOG_USEC": WATCHDOG_USEC}
+    return start_daemon(site.write_config(), log, env=env), log
+
+
 def test_a_long_first_scan_extends_the_start_timeout_before_ready(
     tmp_path: Path,
     emulator: EmbeddedEmulator,
@@ -105,15 +121,7 @@ def test_a_long_first_scan_extends_the_start_timeout_before_ready(
     """A first scan that lists many files (slow on a network share) pushes systemd's start
     timeout further every ``SCAN_PROGRESS_EVERY`` files, with a STATUS that says so, so that
     ``TimeoutStartSec=`` cannot kill the service before READY=1 while the scan moves."""
-    site = Site(tmp_path, emulator)
-    site.case("SR10")
-    inbox = site.inbox()
-    for n in range(2 * SCAN_PROGRESS_EVERY + 1):
-        (inbox / f"SR10_{n:04d}.txt").write_bytes(b"a line of text\n")
-    config = site.write_config()
-    log = tmp_path / "daemon.log"
-    env = {"NOTIFY_SOCKET": systemd.name, "WATCHDOG_USEC": WATCHDOG_USEC}
-    proc = start_daemon(config, log, env=env)
+    proc, log = _start_with_files(tmp_path, emulator, systemd, 2 * SCAN_PROGRESS_EVERY + 1)
     try:
         wait_for(lambda: "READY=1" in lines(systemd) or proc.poll() is not None, timeout=30)
         assert proc.poll() is None, log.read_text(errors="replace")
@@ -138,16 +146,8 @@ def test_sigterm_during_the_first_scan_ends_it_early_without_ready(
 ) -> None:
     """SIGTERM while the first scan of a large inbox runs stops the scan at once: exit 0,
     STOPPING=1, no READY=1; the next start finds the files the scan did not reach."""
-    site = Site(tmp_path, emulator)
-    site.case("SR10")
-    inbox = site.inbox()
     count = 80 * SCAN_PROGRESS_EVERY  # 40,000: seconds of scanning, far more than needed
-    for n in range(count):
-        (inbox / f"SR10_{n:05d}.txt").write_bytes(b"a line of text\n")
-    config = site.write_config()
-    log = tmp_path / "daemon.log"
-    env = {"NOTIFY_SOCKET": systemd.name, "WATCHDOG_USEC": WATCHDOG_USEC}
-    proc = start_daemon(config, log, env=env)
+    proc, log = _start_with_files(tmp_path, emulator, systemd, count)
     try:
         wait_for(
             lambda: (

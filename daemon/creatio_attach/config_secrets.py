@@ -76,23 +76,15 @@ def resolve_secrets(
         value: str | None = None
         if creds_dir and (Path(creds_dir) / credential).is_file():
             cred = Path(creds_dir) / credential
-            try:
-                value = _read_secret_file(cred)
-            except (OSError, UnicodeDecodeError) as e:
-                problems.append(f"creatio.{key}: cannot read the credential {cred}: {_why(e)}")
-                continue
-            if not value:
-                problems.append(f"creatio.{key}: the credential {cred} is empty")
+            value, problem = _read_secret(cred, key, f"the credential {cred}")
+            if problem:
+                problems.append(problem)
                 continue
         elif isinstance(table.get(file_key), str):
             secret_file = relative_to(source, table[file_key])
-            try:
-                value = _read_secret_file(secret_file)
-            except (OSError, UnicodeDecodeError) as e:
-                problems.append(f"creatio.{file_key}: cannot read {secret_file}: {_why(e)}")
-                continue
-            if not value:
-                problems.append(f"creatio.{file_key}: {secret_file} is empty")
+            value, problem = _read_secret(secret_file, file_key, str(secret_file))
+            if problem:
+                problems.append(problem)
                 continue
             mode = _others_can_read(secret_file)
             if mode is not None:
@@ -110,6 +102,18 @@ def resolve_secrets(
         if value:
             found[key] = SecretStr(value)
     return found, problems, warnings
+
+
+def _read_secret(file: Path, key: str, shown: str) -> tuple[str | None, str | None]:
+    """(the secret, None), or (None, the problem under ``creatio.<key>``) when ``file`` cannot
+    be read or is empty; ``shown`` names the file in the problem."""
+    try:
+        value = _read_secret_file(file)
+    except (OSError, UnicodeDecodeError) as e:
+        return None, f"creatio.{key}: cannot read {shown}: {_why(e)}"
+    if not value:
+        return None, f"creatio.{key}: {shown} is empty"
+    return value, None
 
 
 def _why(e: BaseException) -> str:

@@ -76,12 +76,8 @@ class Notifier:
 
     def ready(self, status: str | None = None) -> bool:
         """``READY=1``: config loaded, journal open, Creatio tried, every inbox watched."""
-        if status is not None:
-            with self._lock:
-                changed = status != self._status
-                self._status = status
-            if changed:
-                return self.notify(READY=1, STATUS=status)
+        if status is not None and self._remember(status):
+            return self.notify(READY=1, STATUS=status)
         return self.notify(READY=1)
 
     def reloading(self) -> bool:
@@ -91,10 +87,8 @@ class Notifier:
     def status(self, text: str) -> bool:
         """``STATUS=text``, sent only when it differs from the last one (``systemctl status``)."""
         text = text.replace("\n", " ")
-        with self._lock:
-            if text == self._status:
-                return False
-            self._status = text
+        if not self._remember(text):
+            return False
         return self.notify(STATUS=text)
 
     def extend_timeout(self, seconds: float, status: str | None = None) -> bool:
@@ -103,10 +97,16 @@ class Notifier:
         fields: dict[str, str | int] = {"EXTEND_TIMEOUT_USEC": round(seconds * 1_000_000)}
         if status is not None:
             status = status.replace("\n", " ")
-            with self._lock:
-                self._status = status
+            self._remember(status)
             fields["STATUS"] = status
         return self.notify(**fields)
+
+    def _remember(self, status: str) -> bool:
+        """Make ``status`` the last one sent; True when it differs from the one before."""
+        with self._lock:
+            changed = status != self._status
+            self._status = status
+        return changed
 
     def stopping(self) -> bool:
         """``STOPPING=1``: shutting down; send it first thing in the stop path."""
