@@ -11,12 +11,20 @@ For reference, with no goal: (c) that ideal client reading each record back as t
 ``verify = "size"`` does (three requests per file, the daemon's count).
 Every run is checked: each file's SHA-256 stored exactly once. Imports nothing from
 ``creatio_attach``.
+
+CPU per file is measured for everything that runs (client and emulator; a baseline client's
+CPU is this process's). A goal's *CPU budget* is the most CPU per file that could still reach
+it with every CPU of the machine busy on nothing else: CPUs / (the goal's files per second).
+The daemon's CPU per file (its own plus the emulator's for its requests) beside that budget
+says whether the goal can be reached on this machine at all: above the budget, it cannot, at
+any concurrency.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 from benchmarks.baselines import sequential, threaded
 from benchmarks.common import (
@@ -60,20 +68,25 @@ def run(ctx: Context) -> ScenarioResult:
         assert emulator.proc is not None
         emu_pid = emulator.proc.pid
         parent = emulator.seed_case()
-        sequential_s = sequential(emulator.url, paths, parent)
-        check_stored(emulator, digests)
-        parent = emulator.reset()
-        os.sync()
-        emu_cpu = cpu_seconds(emu_pid)
-        ideal_s = threaded(emulator.url, paths, parent, ctx.concurrency)
-        ideal_emu_cpu = cpu_seconds(emu_pid) - emu_cpu
-        check_stored(emulator, digests)
-        parent = emulator.reset()
-        os.sync()
-        verifying_s = threaded(emulator.url, paths, parent, ctx.concurrency, verify=True)
-        check_stored(emulator, digests)
-        emulator.reset()
-        os.sync()
+
+        def baseline(client: Callable[[str], float]) -> tuple[float, float, float]:
+            """Seconds, the client's and the emulator's CPU seconds; then a clean emulator."""
+            nonlocal parent
+            own, emu = time.process_time(), cpu_seconds(emu_pid)
+            seconds = client(parent)
+            own, emu = time.process_time() - own, cpu_seconds(emu_pid) - emu
+            check_stored(emulator, digests)
+            parent = emulator.reset()
+            os.sync()
+            return seconds, own, emu
+
+        sequential_s, seq_cpu, seq_emu_cpu = baseline(lambda p: sequential(emulator.url, paths, p))
+        ideal_s, ideal_cpu, ideal_emu_cpu = baseline(
+            lambda p: threaded(emulator.url, paths, p, ctx.concurrency)
+        )
+        verifying_s, verifying_cpu, verifying_emu_cpu = baseline(
+            lambda p: threaded(emulator.url, paths, p, ctx.concurrency, verify=True)
+        )
 
         daemon = Daemon(root / "daemon", emulator.url, inbox, concurrency=ctx.concurrency)
         proc = daemon.start()
@@ -152,7 +165,69 @@ def run(ctx: Context) -> ScenarioResult:
         ),
         Row("daemon peak RSS", "MB", mb(peak)),
     ]
-    result.details["daemon_peak_rss_bytes"] = peak
+    ms = 1000 / n  # CPU seconds of the whole run -> ms per file
+    used = (daemon_cpu + emu_cpu) * ms
+    for name, cpu in (
+        ("(a) sequential requests", seq_cpu + seq_emu_cpu),
+        (f"(b) ideal client, {ctx.concurrency} threads", ideal_cpu + ideal_emu_cpu),
+        (
+            f"(c) ideal client + read-back, {ctx.concurrency} threads",
+            verifying_cpu + verifying_emu_cpu,
+        ),
+    ):
+        result.rows.append(
+            Row(
+                "CPU per file, client + emulator", "ms", used, cpu * ms, name, ratio(cpu * ms, used)
+            )
+        )
+    cpus = len(os.sched_getaffinity(0))
+    budgets = {
+        "(a)": cpus / (GOAL_VS_SEQUENTIAL * n / sequential_s) * 1000,
+        "(b)": cpus / (GOAL_VS_IDEAL * n / ideal_s) * 1000,
+    }
+    for goal, budget in budgets.items():
+        result.rows.append(
+            Row(
+                "CPU per file, client + emulator",
+                "ms",
+                used,
+                budget,
+                f"budget of goal {goal}: {cpus} CPUs all busy",
+                ratio(budget, used),
+            )
+        )
+    for goal, budget in budgets.items():
+        left = budget - emu_cpu * ms  # what the emulator's share of the daemon's requests leaves
+        result.rows.append(
+            Row(
+                "daemon CPU per file",
+                "ms",
+                daemon_cpu * ms,
+                left,
+                f"goal {goal}'s budget less the emulator's CPU",
+                ratio(left, daemon_cpu * ms),
+            )
+        )
+    result.notes.append(
+        "a goal's CPU budget is the most CPU per file (client + emulator) that reaches it with "
+        f"all {cpus} CPUs busy; a budget ratio below 1 means that goal cannot be reached on "
+        "this machine at any concurrency with the CPU per file measured here"
+    )
+    result.details.update(
+        daemon_peak_rss_bytes=peak,
+        cpus=cpus,
+        cpu_ms_per_file={
+            "daemon": daemon_cpu * ms,
+            "emulator_for_daemon": emu_cpu * ms,
+            "sequential_client": seq_cpu * ms,
+            "emulator_for_sequential": seq_emu_cpu * ms,
+            "ideal_client": ideal_cpu * ms,
+            "emulator_for_ideal": ideal_emu_cpu * ms,
+            "verifying_client": verifying_cpu * ms,
+            "emulator_for_verifying": verifying_emu_cpu * ms,
+        },
+        cpu_budget_ms_per_file=budgets,
+    )
     vs_seq = ratio(sequential_s, daemon_s)
     vs_ideal = ratio(ideal_s, daemon_s)
     result.goal(

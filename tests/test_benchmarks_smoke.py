@@ -47,11 +47,35 @@ def test_tiny_small_files_benchmark_writes_a_json_report(tmp_path: Path) -> None
     assert scenario["error"] is None
     assert scenario["details"]["files"] == 50
     baselines = {row["baseline_name"] for row in scenario["rows"] if row["baseline"] is not None}
+    cpus = scenario["details"]["cpus"]
     assert baselines == {
         "(a) sequential requests",
         "(b) ideal client, 4 threads",
         "(c) ideal client + read-back, 4 threads",
+        f"budget of goal (a): {cpus} CPUs all busy",
+        f"budget of goal (b): {cpus} CPUs all busy",
+        "goal (a)'s budget less the emulator's CPU",
+        "goal (b)'s budget less the emulator's CPU",
     }
+    # CPU per file of every process that ran, and each goal's budget: CPUs / its files per second
+    cpu = scenario["details"]["cpu_ms_per_file"]
+    assert set(cpu) == {
+        "daemon",
+        "emulator_for_daemon",
+        "sequential_client",
+        "emulator_for_sequential",
+        "ideal_client",
+        "emulator_for_ideal",
+        "verifying_client",
+        "emulator_for_verifying",
+    }
+    assert all(v > 0 for v in cpu.values())
+    speeds = {r["baseline_name"]: r["baseline"] for r in scenario["rows"] if r["unit"] == "files/s"}
+    budgets = scenario["details"]["cpu_budget_ms_per_file"]
+    assert budgets["(a)"] == pytest.approx(cpus / (2 * speeds["(a) sequential requests"]) * 1000)
+    assert budgets["(b)"] == pytest.approx(
+        cpus / (0.7 * speeds["(b) ideal client, 4 threads"]) * 1000
+    )
     for row in scenario["rows"]:
         assert {"measure", "unit", "daemon", "baseline", "baseline_name", "ratio"} <= set(row)
         assert isinstance(row["daemon"], float)
