@@ -75,6 +75,79 @@ def test_fifo_and_symlinks_are_never_taken(site: Site, pdf: CorpusFile) -> None:
     assert sum(site.counts().get("cases", {}).values()) == 1
 
 
+def test_a_file_or_folder_swapped_for_a_symlink_after_it_settled_is_not_followed(
+    site: Site, pdf: CorpusFile, corpus_by_name: dict[str, CorpusFile]
+) -> None:
+    """Between the check that a file is a regular file of the inbox and the open that reads
+    it, the file (or a folder on its way) becomes a symlink to a file outside: its bytes must
+    not reach Creatio. Two files wait behind a slow first upload while they are swapped."""
+    site.case("SR14")
+    site.concurrency = 1
+    inbox = site.inbox(settle="0.2s")
+    outside = site.root / "secret"
+    outside.mkdir()
+    secret = corpus_by_name["filetype-fixture.docx"]
+    shutil.copyfile(secret.path, outside / "SR14_b.pdf")
+    shutil.copyfile(secret.path, outside / "c.pdf")
+    config = site.write_config()
+    site.faults("latency=700ms")  # the one worker is busy with the first file
+    with running_service(config) as service:
+        assert service.engine is not None
+        engine = service.engine
+        shutil.copyfile(pdf.path, inbox / "SR14_a.pdf")
+        wait_for(lambda: site.state_count("uploading") == 1, timeout=15, what="first uploading")
+        (inbox / "SR14_b.pdf").write_bytes(pdf.path.read_bytes() + b"\n% b\n")
+        (inbox / "SR14 folder").mkdir()
+        (inbox / "SR14 folder" / "c.pdf").write_bytes(pdf.path.read_bytes() + b"\n% c\n")
+        wait_for(lambda: engine.status().queued == 2, timeout=15, what="two queued")
+        # settled and queued; now swapped for symlinks to the outside files
+        (inbox / "SR14_b.pdf").rename(site.root / "b.moved")
+        (inbox / "SR14_b.pdf").symlink_to(outside / "SR14_b.pdf")
+        (inbox / "SR14 folder").rename(site.root / "folder.moved")
+        (inbox / "SR14 folder").symlink_to(outside, target_is_directory=True)
+        site.faults(None)
+        wait_for(lambda: site.state_count("gone") == 2, timeout=15, what="two gone")
+        wait_for(lambda: site.state_count("done") == 1, timeout=15, what="first done")
+    assert [f["sha256"] for f in site.files()] == [pdf.sha256]  # the secret never went up
+    assert secret.sha256 not in {f["sha256"] for f in site.files()}
+    assert (outside / "SR14_b.pdf").exists() and (outside / "c.pdf").exists()
+
+
+def test_an_archive_folder_planted_as_a_symlink_is_not_written_through(
+    site: Site, pdf: CorpusFile
+) -> None:
+    """``inbox/.archive -> /elsewhere`` made by someone who may write into the inbox: the
+    daemon must not create folders or move files there with its own rights."""
+    site.case("SR15")
+    inbox = site.inbox()
+    elsewhere = site.root / "elsewhere"
+    elsewhere.mkdir()
+    (inbox / ".archive").symlink_to(elsewhere, target_is_directory=True)
+    config = site.write_config()
+    with running_service(config):
+        shutil.copyfile(pdf.path, inbox / "SR15_doc.pdf")
+        wait_for(lambda: site.state_count("uploaded") == 1, timeout=15, what="uploaded")
+    assert [f["sha256"] for f in site.files()] == [pdf.sha256]
+    assert list(elsewhere.iterdir()) == []  # nothing made or moved there
+    assert (inbox / "SR15_doc.pdf").is_file()  # stays in the inbox; the journal knows it
+
+
+def test_an_archive_folder_that_cannot_be_made_is_not_taken_for_a_deleted_file(
+    site: Site, pdf: CorpusFile
+) -> None:
+    """A file where the archive folder should be (ENOTDIR on the way): the uploaded file stays
+    in the inbox and its row says ``uploaded``, not ``done``/deleted."""
+    site.case("SR16")
+    inbox = site.inbox()
+    (inbox / ".archive").write_text("not a folder")
+    config = site.write_config()
+    with running_service(config):
+        shutil.copyfile(pdf.path, inbox / "SR16_doc.pdf")
+        wait_for(lambda: site.state_count("uploaded") == 1, timeout=15, what="uploaded")
+    assert site.state_count("done") == 0
+    assert (inbox / "SR16_doc.pdf").is_file()
+
+
 def test_long_names_quotes_percent_hash_and_unicode(site: Site, pdf: CorpusFile) -> None:
     case_id = site.case("SR12")
     inbox = site.inbox()

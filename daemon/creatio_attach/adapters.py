@@ -1,6 +1,7 @@
 """The real adapters behind the engine's Protocols (``ports``), and the engine's view of the
 config: ``DetectInspector`` (``detect``), ``ClientCreatio`` (the Creatio client),
-``RecordingsParentMatcher`` (``recordings``), ``policy_from_settings`` and ``watch_specs``.
+``RecordingsParentMatcher`` (``recordings``), ``policy_from_settings``, ``watch_specs`` and
+``confine_roots``.
 
 Imported by ``service`` (the composition root) and ``dryrun``; never by the engine, which
 knows only the Protocols. Must not import ``engine``, ``service`` or ``cli``.
@@ -10,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from creatio_attach import detect
 from creatio_attach.config import Config, InboxSettings
+from creatio_attach.confine import Roots
 from creatio_attach.errors import ParentNotFound
 from creatio_attach.ports import (
     Detection,
@@ -35,19 +37,23 @@ HASH_WHILE_UPLOADING_ABOVE = 64 * 1024 * 1024
 
 class DetectInspector:
     """``ports.Inspector`` over ``detect``; ``detect`` leaves files above ``hash_up_to`` bytes
-    unhashed (None: hashes every file)."""
+    unhashed (None: hashes every file). Files are opened through ``roots`` (``confine``): no
+    symlink is followed below an inbox."""
 
-    def __init__(self, hash_up_to: int | None = HASH_WHILE_UPLOADING_ABOVE) -> None:
+    def __init__(
+        self, hash_up_to: int | None = HASH_WHILE_UPLOADING_ABOVE, roots: Roots | None = None
+    ) -> None:
         self.hash_up_to = hash_up_to
+        self.roots = roots or Roots()
 
     def snapshot(self, path: Path) -> FileFacts:
         return detect.snapshot(path)
 
     def detect(self, path: Path) -> Detection:
-        return detect.detect(path, hash_up_to=self.hash_up_to)
+        return detect.detect(path, hash_up_to=self.hash_up_to, opener=self.roots.open_file)
 
     def sha256(self, path: Path) -> str:
-        return detect.sha256_file(path)
+        return detect.sha256_file(path, opener=self.roots.open_file)
 
     def record_name(self, file_name: str, detected: Detection) -> str:
         assert isinstance(detected, detect.Detected)
@@ -58,10 +64,15 @@ class DetectInspector:
 
 
 class ClientCreatio:
-    """``ports.Creatio`` over ``CreatioClient``."""
+    """``ports.Creatio`` over ``CreatioClient``; the file to send is opened through ``roots``
+    (``confine``) as ``detect`` opens it: no symlink is followed below an inbox."""
 
-    def __init__(self, client: CreatioClient) -> None:
+    def __init__(self, client: CreatioClient, roots: Roots | None = None) -> None:
         self.client = client
+        self.roots = roots or Roots()
+
+    def _open(self, path: Path) -> BinaryIO:
+        return detect.open_regular(path, self.roots.open_file)
 
     def find_parent(self, schema: str, where: Mapping[str, str | int]) -> str:
         return self.client.find_parent(schema, where)
@@ -83,7 +94,13 @@ class ClientCreatio:
 
         target = Target.for_file_object(file_object, parent_id, parent_schema=parent_schema)
         result = self.client.upload(
-            path, target, name=name, mime=mime, record_id=record_id, progress=progress
+            path,
+            target,
+            name=name,
+            mime=mime,
+            record_id=record_id,
+            progress=progress,
+            opener=self._open,
         )
         return Uploaded(result.record_id, result.bytes, result.sha256)
 
@@ -124,6 +141,14 @@ def policy_from_settings(inbox: InboxSettings) -> InboxPolicy:
         unmatched_every=inbox.unmatched_retry_every,
         unmatched_for=inbox.unmatched_retry_for,
     )
+
+
+def confine_roots(config: Config) -> tuple[list[Path], list[Path]]:
+    """``confine.Roots``' folders: every inbox folder, and every archive, failed and unmatched
+    folder's fixed part (those inside an inbox are walked from the inbox all the same)."""
+    inboxes = [i.folder for i in config.inboxes]
+    others = [f for i in config.inboxes for f in i.excluded_folders()]
+    return inboxes, others
 
 
 def watch_specs(config: Config) -> list[Any]:

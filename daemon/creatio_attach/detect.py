@@ -16,7 +16,8 @@ a bounded window. ``hash_up_to`` leaves the SHA-256 of a larger file to its uplo
 daemon hashes big files once, while they are sent; ``pipeline`` says when that is safe).
 Each thread has its own libmagic handles (they are not thread-safe).
 Non-regular files (FIFOs, devices, directories) are refused without being opened for read.
-Imports from the project: ``errors`` and its table module ``filetypes`` only.
+Below an inbox the daemon passes an ``opener`` (``confine``) that follows no symlink.
+Imports from the project: ``errors``, its table module ``filetypes`` and ``confine``.
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import magic
 
 from creatio_attach import errors
 from creatio_attach import filetypes as ft
+from creatio_attach.confine import SymlinkRefused
 
 SNIFF_WINDOW = 128 * 1024  # bytes read for the RF64/MPEG/mail sniffs
 ID3_SLACK = 4 * 1024  # a misplaced ID3 size may point this far before the first frame
@@ -51,6 +53,7 @@ _GONE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ESTALE})
 _local = threading.local()
 
 Reader = Callable[[int, int], bytes]  # (offset, length) -> at most length bytes
+Opener = Callable[[Path, int], int]  # (path, os.open flags) -> descriptor, like os.open
 
 
 @dataclass(frozen=True)
@@ -83,15 +86,16 @@ class Snapshot:
     device: int
 
 
-def detect(path: Path, *, hash_up_to: int | None = None) -> Detected:
+def detect(path: Path, *, hash_up_to: int | None = None, opener: Opener | None = None) -> Detected:
     """The real type, size and SHA-256 of the regular file at ``path``.
 
     A file larger than ``hash_up_to`` bytes is not hashed here (``sha256`` is None).
+    ``opener``: see ``_open_regular``.
 
     Raises ``FileRefused(reason="empty")`` for an empty file, ``FileGone`` when it vanished,
     ``FileUnreadable`` for any other OS error or a file that is not a regular file.
     """
-    fd = _open_regular(path)
+    fd = _open_regular(path, opener)
     try:
         size = _fstat(fd, path).st_size
         if size == 0:
@@ -152,13 +156,19 @@ def record_name(file_name: str, detected: Detected) -> str:
     return f"{file_name}.{ext}"
 
 
-def sha256_file(path: Path, block: int = 1 << 20) -> str:
+def sha256_file(path: Path, block: int = 1 << 20, *, opener: Opener | None = None) -> str:
     """SHA-256 (hex) of a regular file, read in ``block``-sized pieces."""
-    fd = _open_regular(path)
+    fd = _open_regular(path, opener)
     try:
         return _hash_fd(fd, path, block)[0]
     finally:
         os.close(fd)
+
+
+def open_regular(path: Path, opener: Opener | None = None) -> BinaryIO:
+    """The regular file at ``path`` open for reading (binary, buffered), as ``detect`` opens
+    it: never a FIFO or device, and through ``opener`` when given. Raises like ``detect``."""
+    return os.fdopen(_open_regular(path, opener), "rb")
 
 
 def snapshot(path: Path) -> Snapshot:
@@ -193,18 +203,24 @@ def mime_matches(mime: str, patterns: Iterable[str]) -> bool:
 # --- opening and reading ----------------------------------------------------------------
 
 
-def _open_regular(path: Path) -> int:
-    """A read-only descriptor on a regular file; FIFOs and devices are never opened."""
-    try:
-        st = path.stat()  # follows a symlink: whether one is allowed is the caller's rule
-    except OSError as exc:
-        raise _translate(exc, path) from exc
-    if not stat.S_ISREG(st.st_mode):
-        raise _not_regular(path, st.st_mode)
+def _open_regular(path: Path, opener: Opener | None = None) -> int:
+    """A read-only descriptor on a regular file; FIFOs and devices are never opened.
+
+    ``opener`` (``confine.Roots.open_file``) opens the file instead of ``os.open``: the
+    daemon's way, which follows no symlink below an inbox. Without it a symlink is followed
+    (the one-shot ``upload``: whether one is allowed is the caller's rule).
+    """
+    if opener is None:
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise _translate(exc, path) from exc
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(path, st.st_mode)
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
     try:
         # O_NONBLOCK: if a FIFO was swapped in since the stat, open must not wait for a writer
-        fd = os.open(path, flags)
+        fd = (opener or os.open)(path, flags)
     except OSError as exc:
         raise _translate(exc, path) from exc
     mode = _fstat(fd, path).st_mode
@@ -269,6 +285,12 @@ def _libmagic(fd: int, path: Path, what: Literal["mime", "description"]) -> str:
 
 
 def _translate(exc: OSError, path: Path) -> errors.FileProblem:
+    if isinstance(exc, SymlinkRefused):
+        # swapped for a symlink (or a folder on its way was) since it settled: not followed
+        return errors.FileGone(
+            f"no longer a regular file of the inbox: {exc.filename} is {exc.strerror}",
+            path=str(path),
+        )
     if exc.errno in _GONE:
         return errors.FileGone("the file is gone", path=str(path))
     hint = None

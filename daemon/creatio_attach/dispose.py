@@ -25,8 +25,11 @@ waiting per file in a burst. Nothing is lost by this; the journal is the record 
 Moves in a burst are covered by the next sync of their folder, or by the file system's own
 commit interval (5 s on ext4) when the burst ends.
 
-Imports only ``errors`` and ``routing`` (for the sidecar size limit) from the project; reads
-errno here, never in the engine. No sqlite3, requests, magic or watchdog.
+Every path is reached through ``confine``: no symlink is followed below an inbox, neither a
+file nor a folder on the way (``.archive -> /elsewhere`` is refused, never written through).
+
+Imports only ``errors``, ``confine`` and ``routing`` (for the sidecar size limit) from the
+project; reads errno here, never in the engine. No sqlite3, requests, magic or watchdog.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from creatio_attach.confine import Roots, SymlinkRefused
 from creatio_attach.errors import FileGone, FileProblem, FileRefused, FileUnreadable
 from creatio_attach.routing import SIDECAR_MAX_BYTES
 
@@ -55,6 +59,12 @@ DIR_SYNC_EVERY = 1.0
 
 
 def _translate(exc: OSError, path: Path, doing: str) -> FileProblem:
+    if isinstance(exc, SymlinkRefused):
+        return FileUnreadable(
+            f"cannot {doing}: {exc.filename} is {exc.strerror}",
+            hint="a folder or file below an inbox must not be a symlink",
+            path=str(path),
+        )
     if exc.errno in (errno.ENOENT, errno.ENOTDIR):
         return FileGone(f"vanished while {doing}", path=str(path))
     return FileUnreadable(f"cannot {doing}: {exc.strerror or exc}", path=str(path))
@@ -96,14 +106,20 @@ def candidate_names(name: str) -> Iterator[str]:
 
 
 class LocalFolders:
-    """The ``Folders`` the service gives the engine: real moves on the local file system."""
+    """The ``Folders`` the service gives the engine: real moves on the local file system.
 
-    def __init__(self, sync_every: float = DIR_SYNC_EVERY) -> None:
+    Every path is reached through ``roots`` (``confine``): below an inbox no symlink is
+    followed, neither the file nor a folder on the way (``.archive -> /elsewhere`` is refused,
+    not written through), and each step is taken relative to the folder already reached.
+    """
+
+    def __init__(self, sync_every: float = DIR_SYNC_EVERY, roots: Roots | None = None) -> None:
         self.sync_every = sync_every
+        self.roots = roots or Roots()
         self._synced: dict[str, float] = {}  # folder -> monotonic time of its last fsync
         self._sync_lock = threading.Lock()
 
-    def _moved_into(self, folder: Path) -> None:
+    def _moved_into(self, folder: Path, dir_fd: int) -> None:
         """A move into ``folder`` happened: fsync it unless that was done very recently."""
         key = str(folder)
         now = time.monotonic()
@@ -114,27 +130,40 @@ class LocalFolders:
             if len(self._synced) > 10_000:  # dated archive folders: keep the map small
                 self._synced.clear()
             self._synced[key] = now
-        _sync_dir(folder)
+        with contextlib.suppress(OSError):  # best effort: a power cut is covered anyway
+            os.fsync(dir_fd)
+
+    def _folder(self, folder: Path, doing: str, *, create: bool = False) -> int:
+        """A descriptor on ``folder``; ``create``: a destination, made if missing, and a
+        failure there is never "gone" (the file itself is still where it was)."""
+        try:
+            return self.roots.open_folder(folder, create=create)
+        except OSError as exc:
+            problem = _translate(exc, folder, doing)
+            if create and isinstance(problem, FileGone):  # e.g. a file where a folder should be
+                problem = FileUnreadable(f"cannot {doing}: {exc.strerror}", path=str(folder))
+            raise problem from exc
 
     def read_sidecar(self, path: Path) -> str | None:
         """The text of a sidecar file, None when there is none (a symlink or FIFO is none)."""
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
         try:
-            st = path.lstat()
+            fd = self.roots.open_file(path, flags)
+        except SymlinkRefused:
+            return None
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
-            if exc.errno == errno.ENAMETOOLONG:  # "<255-byte name>.json" cannot exist
+            if exc.errno in (errno.ENAMETOOLONG, errno.ELOOP):  # too long to exist; a symlink
                 return None
             raise _translate(exc, path, "read the sidecar") from exc
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        try:
-            with open(path, "rb") as fh:  # noqa: PTH123 - a bounded read of raw bytes
+        with os.fdopen(fd, "rb") as fh:
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    return None  # a FIFO (opened without waiting), a folder, a device
                 data = fh.read(SIDECAR_MAX_BYTES + 1)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise _translate(exc, path, "read the sidecar") from exc
+            except OSError as exc:
+                raise _translate(exc, path, "read the sidecar") from exc
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -150,94 +179,136 @@ class LocalFolders:
     def move(self, src: Path, dest: Path) -> Path:
         """Move ``src`` to ``dest`` or, when that name is taken, ``dest (1)``...; returns the
         path it got. Parents are created. FileGone when ``src`` vanished."""
-        folder = dest.parent
+        src_fd = self._folder(src.parent, "move the file")
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise _translate(exc, folder, "create the folder") from exc
+            dest_fd = self._folder(dest.parent, "create the folder", create=True)
+            try:
+                return self._move(src, src_fd, dest, dest_fd)
+            finally:
+                os.close(dest_fd)
+        finally:
+            os.close(src_fd)
+
+    def _move(self, src: Path, src_fd: int, dest: Path, dest_fd: int) -> Path:
+        folder = dest.parent
         for name in candidate_names(dest.name):
             target = folder / name
             try:
-                os.link(src, target, follow_symlinks=False)
+                os.link(src.name, name, src_dir_fd=src_fd, dst_dir_fd=dest_fd)
             except FileExistsError:
                 continue
             except OSError as exc:
                 if exc.errno == errno.EXDEV:
-                    if self._copy_exclusive(src, target):
+                    if self._copy_exclusive(src, src_fd, target, dest_fd):
                         break
                     continue
                 if exc.errno in _NO_LINKS:
-                    if os.path.lexists(target):
+                    if _lexists(name, dest_fd):
                         continue
                     try:
-                        src.rename(target)
+                        os.rename(src.name, name, src_dir_fd=src_fd, dst_dir_fd=dest_fd)
                     except OSError as again:
                         raise _translate(again, src, "move the file") from again
-                    self._moved_into(folder)
+                    self._moved_into(folder, dest_fd)
                     return target
                 raise _translate(exc, src, "move the file") from exc
             break
         else:
             raise FileUnreadable("no free name in the destination folder", path=str(dest))
         try:
-            src.unlink()
+            os.unlink(src.name, dir_fd=src_fd)
         except FileNotFoundError:
             pass
         except OSError as exc:
             with contextlib.suppress(OSError):
-                target.unlink()
+                os.unlink(target.name, dir_fd=dest_fd)
             raise _translate(exc, src, "remove the file after copying it") from exc
-        self._moved_into(folder)
+        self._moved_into(folder, dest_fd)
         return target
 
     @staticmethod
-    def _copy_exclusive(src: Path, target: Path) -> bool:
-        """Copy across file systems without replacing anything; False when the name is taken."""
+    def _copy_exclusive(src: Path, src_fd: int, target: Path, dest_fd: int) -> bool:
+        """Copy across file systems without replacing anything; False when the name is taken.
+        The source is not followed if it is a symlink (``O_NOFOLLOW``)."""
         try:
-            out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+            out = os.open(
+                target.name,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
+                0o640,
+                dir_fd=dest_fd,
+            )
         except FileExistsError:
             return False
         except OSError as exc:
             raise _translate(exc, target, "create the copy") from exc
         try:
-            with open(src, "rb") as fin, os.fdopen(out, "wb") as fout:  # noqa: PTH123
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+            inp = os.open(src.name, flags, dir_fd=src_fd)
+            with os.fdopen(inp, "rb") as fin, os.fdopen(out, "wb") as fout:
+                st = os.fstat(inp)
+                if not stat.S_ISREG(st.st_mode):
+                    raise FileUnreadable("not a regular file any more", path=str(src))
                 shutil.copyfileobj(fin, fout, 1 << 20)
                 fout.flush()
+                os.fchmod(fout.fileno(), stat.S_IMODE(st.st_mode))
+                os.utime(fout.fileno(), ns=(st.st_atime_ns, st.st_mtime_ns))
                 os.fsync(fout.fileno())
-            shutil.copystat(src, target)
-        except OSError as exc:
+        except BaseException as exc:
             with contextlib.suppress(OSError):
-                target.unlink()
-            raise _translate(exc, src, "copy the file") from exc
+                os.unlink(target.name, dir_fd=dest_fd)
+            if isinstance(exc, OSError):
+                raise _translate(exc, src, "copy the file") from exc
+            raise
         return True
 
     def delete(self, path: Path) -> None:
         try:
-            path.unlink()
+            dir_fd = self.roots.open_folder(path.parent)
         except FileNotFoundError:
             return
         except OSError as exc:
             raise _translate(exc, path, "delete the file") from exc
+        try:
+            os.unlink(path.name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise _translate(exc, path, "delete the file") from exc
+        finally:
+            os.close(dir_fd)
 
     def write_json(self, path: Path, doc: Mapping[str, Any]) -> Path:
         """Write a note (``<name>.error.json``...) atomically; it belongs to one file, so an
-        older note of that same file is replaced."""
+        older note of that same file is replaced (a symlink of that name is replaced, never
+        written through)."""
         text = json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True, default=str) + "\n"
         name = _fit(*_split_note(path.name))
         final = path.with_name(name)
-        temp = final.with_name(f".{secrets.token_hex(8)}.note.tmp")  # a dotfile: never input
+        temp = f".{secrets.token_hex(8)}.note.tmp"  # a dotfile: never input
+        dir_fd = self._folder(final.parent, "write the note", create=True)
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            with open(temp, "w", encoding="utf-8") as fh:  # noqa: PTH123
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+            fd = os.open(temp, flags, 0o640, dir_fd=dir_fd)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(text)
                 fh.flush()
                 os.fsync(fh.fileno())
-            temp.replace(final)
+            os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except OSError as exc:
             with contextlib.suppress(OSError):
-                temp.unlink()
+                os.unlink(temp, dir_fd=dir_fd)
             raise _translate(exc, final, "write the note") from exc
+        finally:
+            os.close(dir_fd)
         return final
+
+
+def _lexists(name: str, dir_fd: int) -> bool:
+    try:
+        os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _split_note(name: str) -> tuple[str, str]:

@@ -11,8 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from creatio_attach.adapters import DetectInspector, policy_from_settings, watch_specs
+from creatio_attach.adapters import (
+    DetectInspector,
+    confine_roots,
+    policy_from_settings,
+    watch_specs,
+)
 from creatio_attach.config import Config
+from creatio_attach.confine import Roots
 from creatio_attach.dispose import LocalFolders
 from creatio_attach.errors import CreatioAttachError, FileProblem, ParentAmbiguous, ParentNotFound
 from creatio_attach.events import walk_candidates
@@ -37,8 +43,9 @@ class Planned:
 def dry_run(config: Config, client: CreatioClient | None) -> list[Planned]:
     """What ``run`` would do with every file present now; uploads and moves nothing."""
     out: list[Planned] = []
-    inspector = DetectInspector()
-    folders = LocalFolders()
+    roots = Roots(*confine_roots(config))
+    inspector = DetectInspector(roots=roots)
+    folders = LocalFolders(roots=roots)
     now = time.time()
     builtins = {"date": local_date(now), "time": local_time(now)}
     for spec, inbox in zip(watch_specs(config), config.inboxes, strict=True):

@@ -29,10 +29,12 @@ from creatio_attach.adapters import (
     DetectInspector,
     RecordingsParentMatcher,
     build_matchers,
+    confine_roots,
     policy_from_settings,
     watch_specs,
 )
 from creatio_attach.config import Config, load_config
+from creatio_attach.confine import Roots
 from creatio_attach.dispose import LocalFolders
 from creatio_attach.dryrun import Planned, dry_run
 from creatio_attach.engine import Engine
@@ -112,6 +114,8 @@ class Service:
         self._install_signals = install_signals
         self._stop = threading.Event()
         self._reload = threading.Event()
+        #: the folders below which no symlink is followed (``confine``); replaced on reload
+        self._roots = Roots()
         self.config: Config | None = None
         self.engine: Engine | None = None
         self.watcher: InboxWatcher | None = None
@@ -162,6 +166,7 @@ class Service:
                 "the config has no [[inbox]]", path=str(config.path), hint="add an [[inbox]] table"
             )
         self._start_notify()
+        self._roots.replace(*confine_roots(config))
         self.journal = Journal.open(config.state.dir)
         self.client = CreatioClient(config.creatio)
         try:
@@ -170,9 +175,9 @@ class Service:
             self.engine = Engine(
                 inboxes=[policy_from_settings(i) for i in config.inboxes],
                 journal=self.journal,
-                inspector=DetectInspector(),
-                folders=LocalFolders(),
-                creatio=ClientCreatio(self.client),
+                inspector=DetectInspector(roots=self._roots),
+                folders=LocalFolders(roots=self._roots),
+                creatio=ClientCreatio(self.client, self._roots),
                 clock=SystemClock(),
                 concurrency=config.creatio.concurrency,
                 retry_base=config.daemon.retry_base,
@@ -266,6 +271,8 @@ class Service:
                 note="[state] and [creatio] changes need a restart; inboxes were reloaded",
             )
         assert self.client is not None
+        # the new inboxes' folders first: a file of a new inbox is walked from its folder
+        self._roots.replace(*confine_roots(config))
         self.engine.reload(
             [policy_from_settings(i) for i in config.inboxes], build_matchers(config, self.client)
         )

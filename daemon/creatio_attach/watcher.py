@@ -187,6 +187,12 @@ class _WatchGroup(InotifyWatchGroup):
     when this group already watches that very folder (the same device and inode under the same
     watch); a new folder of the same name (one deleted and made again) is a new inode and is
     watched as before.
+
+    The archive, failed and unmatched folders inside an inbox stay watched, although their
+    events are dropped (``events.in_scope``): watchdog holds every ``IN_MOVED_FROM`` for half
+    a second to pair it with its ``IN_MOVED_TO``, in a FIFO, so an archive move whose
+    destination were not watched would hold back every later event of the inbox (a new file
+    included) for up to 0.5 s. Watched, the pair meets at once.
     """
 
     def __post_init__(self) -> None:

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 from creatio_attach.config import CreatioSettings
 
@@ -153,9 +153,17 @@ class CreatioClient:
         mime: str | None = None,
         record_id: str | None = None,
         progress: Callable[[int], None] | None = None,
+        opener: Callable[[Path], BinaryIO] | None = None,
     ) -> UploadResult:
+        """One file as one attachment (``upload.Uploader``); ``opener`` opens the file."""
         return self._uploader.upload(
-            path, target, name=name, mime=mime, record_id=record_id, progress=progress
+            path,
+            target,
+            name=name,
+            mime=mime,
+            record_id=record_id,
+            progress=progress,
+            opener=opener,
         )
 
     def download(

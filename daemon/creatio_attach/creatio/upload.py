@@ -56,6 +56,10 @@ DEFAULT_MIME = "application/octet-stream"
 MAX_RESTARTS = 2
 
 Progress = Callable[[int], None]
+#: opens the file to send (binary, readable); the default is ``Path.open("rb")``. The daemon
+#: passes its own, which follows no symlink below an inbox (``confine``); what it raises
+#: (a ``FileProblem``) passes through as it is.
+Opener = Callable[[Path], BinaryIO]
 
 
 class RangeReader:
@@ -154,6 +158,7 @@ class Uploader:
         mime: str | None = None,
         record_id: str | None = None,
         progress: Progress | None = None,
+        opener: Opener | None = None,
     ) -> UploadResult:
         name = name or path.name
         mime = mime or DEFAULT_MIME
@@ -161,7 +166,7 @@ class Uploader:
         values = self._create_values(fo, target, name)
         wanted_id = normalise_guid(record_id) if record_id else str(uuid.uuid4())
         try:
-            fh = path.open("rb")
+            fh = opener(path) if opener is not None else path.open("rb")
         except FileNotFoundError as exc:
             raise FileGone(f"vanished before upload: {exc.strerror}", path=str(path)) from exc
         except OSError as exc:
