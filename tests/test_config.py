@@ -160,6 +160,27 @@ verify = "hash"
     assert str(cfg) in str(error)
 
 
+@pytest.mark.parametrize("written", ['"no"', '"off"', '"false"', "0", '""'])
+def test_verify_tls_takes_only_true_or_false_so_a_word_never_turns_tls_off(
+    tmp_path: Path, written: str
+) -> None:
+    cfg = write(
+        tmp_path / "v.toml",
+        f"""
+[creatio]
+url = "https://acme.creatio.com"
+username = "u"
+verify_tls = {written}
+concurrency = "4"
+""",
+    )
+    error = problems_of(cfg, env={"CREATIO_ATTACH_PASSWORD": "x"})
+    assert error.problems == [
+        f"creatio.verify_tls: must be true or false, got {written}",
+        'creatio.concurrency: must be a whole number, got "4"',
+    ]
+
+
 def test_the_remaining_rules_each_name_their_key(tmp_path: Path) -> None:
     cfg = write(
         tmp_path / "c.toml",
@@ -279,8 +300,11 @@ def test_a_missing_config_file_names_the_path_and_the_ways_out(tmp_path: Path) -
     error = problems_of(tmp_path / "nope.toml", env={})
     assert error.message == "config file not found"
     assert error.path == str(tmp_path / "nope.toml")
-    assert error.hint is not None and "--config" in error.hint
+    # the daemon's commands (run, status, retry, submit) take no --url: the hint says none
+    assert error.hint == "pass --config PATH or set $CREATIO_ATTACH_CONFIG"
     assert error.exit_code == EX_CONFIG
+    quick = problems_of(tmp_path / "nope.toml", env={}, overrides={"creatio.url": None})
+    assert quick.hint is not None and quick.hint.endswith("or give --url for quick use")
 
 
 def test_a_folder_given_as_config_is_reported(tmp_path: Path) -> None:

@@ -27,9 +27,9 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, SecretStr, Strict, ValidationError, field_validator
 
 from creatio_attach.config_secrets import required_problems, resolve_secrets
 from creatio_attach.errors import ConfigError
@@ -123,11 +123,11 @@ class CreatioSettings(BaseModel):
     client_id: str | None = None
     client_secret: SecretStr | None = None
     token_url: str | None = None  # default: cloud rule <name>-is.creatio.com/connect/token
-    verify_tls: bool = True
+    verify_tls: Annotated[bool, Strict()] = True  # "no" must be an error, never False
     ca_bundle: Path | None = None
     timeout: float = 60.0  # read timeout, seconds
     connect_timeout: float = 10.0
-    concurrency: int = 4
+    concurrency: Annotated[int, Strict()] = 4
     chunk_threshold: int = 8 * MiB
     chunk_size: int = 4 * MiB
     verify: Literal["size", "download"] = "size"
@@ -261,7 +261,7 @@ def load_config(
     if not file.exists() and not explicit and "creatio.url" in given:
         raw, source = {}, None
     else:
-        raw = _read_toml(file)
+        raw = _read_toml(file, quick_use=overrides is not None)
 
     for dotted, value in given.items():
         _set_dotted(raw, dotted, value)
@@ -328,8 +328,11 @@ def load_config(
     )
 
 
-def _read_toml(file: Path) -> dict[str, Any]:
-    hint = f"pass --config PATH, set ${CONFIG_ENV}, or give --url for quick use"
+def _read_toml(file: Path, *, quick_use: bool) -> dict[str, Any]:
+    """``quick_use``: the command takes ``--url`` instead of a config (the one-shot ones)."""
+    hint = f"pass --config PATH or set ${CONFIG_ENV}"
+    if quick_use:
+        hint += ", or give --url for quick use"
     try:
         data = file.read_bytes()
     except FileNotFoundError:

@@ -132,7 +132,7 @@ class MatchSettings(_Table):
     time_window: Duration = 120.0
     timezone: str = "local"
     country_code: str | None = None
-    last_digits: int = 9
+    last_digits: Annotated[int, Strict()] = 9
     contact_target: Literal["ContactFile", "activity"] = "ContactFile"
     # after a Call step missed, the contact step waits this long after the call's start: the
     # CTI may write the Call row after the recording (recordings.matcher); 0 takes it at once
