@@ -170,6 +170,37 @@ def test_submit_marks_a_file_complete_at_once_with_its_metadata(
     assert "expected key=value" in bad.stderr
 
 
+def test_submit_refuses_at_once_what_the_daemon_would_never_take(
+    site: Site, pdf: CorpusFile
+) -> None:
+    """A hook must hear a refusal (exit 1), not "submitted" followed by a warning in the
+    daemon's log: a file outside every inbox, a missing file, a symlink, a folder."""
+    inbox = site.inbox()
+    site.inbox("other", pattern=r"^(?P<number>SR\d+)-")
+    config = site.write_config()
+    outside = site.root / "password"
+    outside.write_text("secret")
+    (inbox / "SR41_link.pdf").symlink_to(outside)
+    (inbox / "SR41 folder").mkdir()
+    shutil.copyfile(pdf.path, inbox / "SR41_real.pdf")
+    cases = [
+        (outside, [], "not in any inbox"),
+        (inbox / "SR41_missing.pdf", [], "cannot submit: No such file or directory"),
+        (inbox / "SR41_link.pdf", [], "not a regular file"),
+        (inbox / "SR41 folder", [], "not a regular file"),
+        (inbox / "SR41_real.pdf", ["--inbox", "other"], "not in inbox 'other'"),
+        (inbox / ".archive" / "x.pdf", [], "not in any inbox"),
+    ]
+    for path, extra, said in cases:
+        done = run_cli("submit", "--config", str(config), str(path), *extra)
+        assert done.returncode == 1, (path, done.stdout, done.stderr)
+        assert said in done.stderr, (path, done.stderr)
+        assert "submitted" not in done.stdout
+    ok = run_cli("submit", "--config", str(config), str(inbox / "SR41_real.pdf"))
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith(f"submitted {inbox / 'SR41_real.pdf'} (#1)")
+
+
 def test_sighup_reloads_the_config_without_dropping_work(site: Site, pdf: CorpusFile) -> None:
     site.case("SR50")
     first = site.inbox()

@@ -16,6 +16,7 @@ import datetime
 import functools
 import json
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -28,7 +29,7 @@ from creatio_attach.errors import CreatioAttachError
 
 if TYPE_CHECKING:
     from creatio_attach.config import Config
-    from creatio_attach.journal import FileRow
+    from creatio_attach.journal import FileRow, Journal
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -371,8 +372,48 @@ def submit_command(
             hint="inboxes: " + ", ".join(i.name for i in config.inboxes),
         )
     with Journal.open(config.state.dir) as journal:
+        if not _known(journal, path):
+            _check_submittable(config, path, inbox)
         number = journal.submit(path=path, inbox=inbox, metadata=metadata, now=time.time())
     click.echo(f"submitted {path} (#{number})")
+
+
+def _known(journal: Journal, path: str) -> bool:
+    """The journal has a file at ``path`` still on its way (e.g. one in the unmatched folder)."""
+    from creatio_attach.intake import row_for_path
+
+    return row_for_path(journal, path) is not None
+
+
+def _check_submittable(config: Config, path: str, inbox: str | None) -> None:
+    """A file the daemon would take: a regular file (not a symlink) inside the inbox named,
+    or inside some inbox. Otherwise the hook hears it at once (exit 1), instead of a success
+    followed by a warning in the daemon's log."""
+    from creatio_attach.adapters import watch_specs
+    from creatio_attach.errors import FileRefused
+    from creatio_attach.events import in_scope
+
+    specs = [s for s in watch_specs(config) if inbox is None or s.inbox == inbox]
+    where = f"inbox {inbox!r}" if inbox else "any inbox"
+    if not any(in_scope(spec, path) for spec in specs):
+        raise FileRefused(
+            f"not in {where} (or an ignored or excluded name)",
+            reason="not_in_inbox",
+            path=path,
+            hint="inbox folders: " + ", ".join(str(s.folder) for s in specs),
+        )
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        raise FileRefused(
+            f"cannot submit: {exc.strerror}", reason="no_such_file", path=path
+        ) from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise FileRefused(
+            "not a regular file (a symlink, folder or FIFO is never taken)",
+            reason="not_a_file",
+            path=path,
+        )
 
 
 COMMANDS = (run_command, status_command, retry_command, submit_command)
