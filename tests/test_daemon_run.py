@@ -247,6 +247,37 @@ def test_a_file_changed_during_its_upload_is_uploaded_again_onto_the_same_record
     assert archived(inbox)[0].read_bytes() == final
 
 
+def test_a_file_changed_during_its_upload_into_a_duplicate_leaves_no_record_behind(
+    site: Site, corpus_by_name: dict[str, CorpusFile]
+) -> None:
+    """B is rewritten during its upload with the content A already has on the same Case: B is
+    a duplicate, and the record B got for its old content is deleted (one copy on the parent)."""
+    site.case("SR9")
+    site.concurrency = 1
+    inbox = site.inbox(settle="0.5s")
+    config = site.write_config()
+    content_a = corpus_by_name["filetype-fixture.pdf"].path.read_bytes()
+    content_b = corpus_by_name["filetype-fixture.docx"].path.read_bytes()
+    with running_service(config) as service:
+        (inbox / "SR9_a.pdf").write_bytes(content_a)
+        wait_for(lambda: site.state_count("done") == 1, timeout=15, what="A uploaded")
+        site.faults("latency=500ms")  # a slow upload, so the rewrite lands during it
+        target = inbox / "SR9_b.docx"
+        target.write_bytes(content_b)
+        wait_for(lambda: site.state_count("uploading") == 1, timeout=15, what="B uploading")
+        assert service.journal is not None
+        (row,) = [r for r in service.journal.in_flight()]
+        staged = inbox / ".SR9_b.tmp"  # a dotfile: never input
+        staged.write_bytes(content_a)
+        staged.replace(target)
+        site.faults(None)
+        wait_for(lambda: site.state_count("duplicate") == 1, timeout=20, what="B a duplicate")
+        wait_for(lambda: len(site.files()) == 1, timeout=10, what="B's old record deleted")
+    (record,) = site.files()
+    assert record["sha256"] == hashlib.sha256(content_a).hexdigest()
+    assert record["id"] != row.record_id
+
+
 def test_a_recording_of_a_preset_inbox_goes_to_its_call(
     site: Site, corpus_by_name: dict[str, CorpusFile]
 ) -> None:

@@ -157,7 +157,16 @@ class Outcomes:
         self.observer.progress()
 
     def _duplicate(self, row: FileRow, policy: InboxPolicy, original: FileRow | None) -> None:
-        """A duplicate (same content, same parent): archived with a note, deleted or kept."""
+        """A duplicate (same content, same parent): archived with a note, deleted or kept.
+
+        A record this file got before (its content changed during an upload into the content
+        of another file, or a retry after the create) is deleted: the parent keeps one copy."""
+        if (
+            row.record_id
+            and row.target
+            and (original is None or original.record_id != row.record_id)
+        ):
+            self._discard(row.target, row.record_id)
         note = {
             "duplicate_of": original.path if original else None,
             "original_record_id": original.record_id if original else None,
