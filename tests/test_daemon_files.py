@@ -136,7 +136,8 @@ def test_an_archive_folder_that_cannot_be_made_is_not_taken_for_a_deleted_file(
     site: Site, pdf: CorpusFile
 ) -> None:
     """A file where the archive folder should be (ENOTDIR on the way): the uploaded file stays
-    in the inbox and its row says ``uploaded``, not ``done``/deleted."""
+    in the inbox and its row says ``uploaded``, not ``done``/deleted; once the way is clear
+    the archiving is tried again and succeeds, without a restart."""
     site.case("SR16")
     inbox = site.inbox()
     (inbox / ".archive").write_text("not a folder")
@@ -144,8 +145,12 @@ def test_an_archive_folder_that_cannot_be_made_is_not_taken_for_a_deleted_file(
     with running_service(config):
         shutil.copyfile(pdf.path, inbox / "SR16_doc.pdf")
         wait_for(lambda: site.state_count("uploaded") == 1, timeout=15, what="uploaded")
-    assert site.state_count("done") == 0
-    assert (inbox / "SR16_doc.pdf").is_file()
+        assert site.state_count("done") == 0
+        assert (inbox / "SR16_doc.pdf").is_file()
+        (inbox / ".archive").unlink()  # the cause is fixed
+        wait_for(lambda: site.state_count("done") == 1, timeout=15, what="archived after all")
+    assert [p.name for p in archived(inbox)] == ["SR16_doc.pdf"]
+    assert len(site.files()) == 1  # uploaded once
 
 
 def test_long_names_quotes_percent_hash_and_unicode(site: Site, pdf: CorpusFile) -> None:

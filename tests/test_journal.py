@@ -432,6 +432,22 @@ def test_status_without_a_journal_says_so(tmp_path: Path) -> None:
 # -- scheduling and backoff ------------------------------------------------------------------
 
 
+def test_an_uploaded_file_whose_disposal_failed_is_due_again_later(journal: Journal) -> None:
+    normal = drive(journal, State.UPLOADED)  # uploaded, a worker disposes of it now: never due
+    failed = drive(journal, State.UPLOADED)
+    failed = journal.defer_disposal(failed.id, now=T0 + 5, next_attempt_at=T0 + 60, error=ERR)
+    assert failed.state is State.UPLOADED and failed.last_error == ERR
+    assert journal.due(T0 + 59) == []
+    assert journal.next_due_at() == T0 + 60
+    assert [r.id for r in journal.due(T0 + 60)] == [failed.id]
+    done = journal.mark_done(failed.id, now=T0 + 61, disposition="archived", final_path="/a/x")
+    assert done.next_attempt_at is None
+    assert journal.due(T0 + 1000) == [] and journal.next_due_at() is None
+    assert normal.id not in [r.id for r in journal.due(T0 + 1000)]
+    with pytest.raises(JournalError):
+        journal.defer_disposal(done.id, now=T0 + 62, next_attempt_at=T0 + 90, error=ERR)
+
+
 def test_due_follows_the_injected_clock(journal: Journal) -> None:
     ready = make_ready(journal, add(journal))  # due at T0 + 1
     waiting = journal.mark_retry(

@@ -423,7 +423,7 @@ class Engine:
             self.pipeline.take(job.key[0], job.key[1], job.settled, job.submission)
             return
         row = self.journal.get(job.row.id)  # fresh: the intake's copy may be old
-        if job.recover:
+        if job.recover or row.state is State.UPLOADED:  # a crash, or a disposal tried again
             self.pipeline.recover(row)
         elif row.state in (State.READY, State.RETRY_WAIT, State.UNMATCHED):
             self.pipeline.process(row)

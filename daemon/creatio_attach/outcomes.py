@@ -69,6 +69,8 @@ _stdlib_log = logging.getLogger(__name__)
 
 #: the states a file waits in for a worker
 WAITING = (State.READY, State.RETRY_WAIT, State.UNMATCHED)
+#: an archiving or deletion that failed is tried again after retry_cap, at most this long
+DISPOSE_RETRY_CAP = 300.0
 
 
 class Outcomes:
@@ -151,7 +153,18 @@ class Outcomes:
                 row.id, now=self.clock.now(), disposition="deleted", final_path=None
             )
         except FileProblem as exc:
-            self._event("file.dispose_failed", row, level="error", error=str(exc))
+            # uploaded and recorded: it stays in the inbox, the journal keeps it from a second
+            # upload, and the archiving (or deletion) is tried again when due
+            wait = min(self.retry_cap, DISPOSE_RETRY_CAP)
+            row = self.journal.defer_disposal(
+                row.id,
+                now=self.clock.now(),
+                next_attempt_at=self.clock.now() + wait,
+                error=ErrorNote.from_exception(exc),
+            )
+            self._event(
+                "file.dispose_failed", row, level="error", error=str(exc), wait_s=round(wait, 3)
+            )
             return
         self._event("file.done", row, disposition=row.disposition, final_path=row.final_path)
         self.observer.progress()

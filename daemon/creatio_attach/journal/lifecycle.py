@@ -312,10 +312,25 @@ class Lifecycle(Store):
         self, file_id: int, *, now: float, disposition: Disposition, final_path: str | None
     ) -> FileRow:
         """uploaded -> done: archived (final_path = archive copy), deleted (None) or kept."""
-        columns: dict[str, Any] = dict(disposition=disposition, done_at=now, final_path=final_path)
+        columns: dict[str, Any] = dict(
+            disposition=disposition, done_at=now, final_path=final_path, next_attempt_at=None
+        )
         if final_path is not None:
             columns["location"] = final_path
         return self._move(file_id, State.DONE, now, **columns)
+
+    def defer_disposal(
+        self, file_id: int, *, now: float, next_attempt_at: float, error: ErrorNote
+    ) -> FileRow:
+        """An ``uploaded`` row whose archiving or deletion failed: it stays ``uploaded`` and is
+        due again at ``next_attempt_at`` (``due``), with the reason in ``last_error``."""
+        with self._write() as conn:
+            columns = dict(next_attempt_at=next_attempt_at, last_error=error.to_json())
+            found = self._update(conn, file_id, now, (State.UPLOADED,), **columns)
+            if found is None:
+                self._get(conn, file_id)  # no such row: says so
+                raise JournalError(f"file #{file_id} is not uploaded", path=str(self.path))
+            return found
 
     def plan_disposal(
         self, file_id: int, *, now: float, disposition: Disposition, final_path: str | None

@@ -26,8 +26,11 @@ class Queries(Store):
         """
         return self._query(
             SELECT + " WHERE state IN ('ready', 'retry_wait', 'unmatched')"
-            " AND coalesce(next_attempt_at, 0) <= ? ORDER BY next_attempt_at, id LIMIT ?",
-            (now, limit),
+            " AND coalesce(next_attempt_at, 0) <= ?"
+            # an uploaded file whose archiving (or deletion) failed is tried again when due
+            " UNION ALL " + SELECT + " WHERE state = 'uploaded' AND next_attempt_at <= ?"
+            " ORDER BY next_attempt_at, id LIMIT ?",
+            (now, now, limit),
         )
 
     def next_due_at(self) -> float | None:
@@ -36,6 +39,7 @@ class Queries(Store):
             value = self._conn.execute(
                 "SELECT min(coalesce(next_attempt_at, 0)) FROM files"
                 " WHERE state IN ('ready', 'retry_wait', 'unmatched')"
+                " OR (state = 'uploaded' AND next_attempt_at IS NOT NULL)"
             ).fetchone()[0]
         return None if value is None else float(value)
 
