@@ -168,3 +168,53 @@ def test_sigterm_lets_the_upload_in_flight_finish_and_exits_0(site: Site) -> Non
     assert site.state_count("done") == 1  # finished within the grace period, not cut short
     assert_exactly_once(site, expected)
     assert b"cut_short=0" in log.read_bytes() or b'"cut_short": 0' in log.read_bytes()
+
+
+def _crash_left_it_at(site: Site, state: str, location: Path) -> None:
+    """The journal as a crash between a move and the write of its new place leaves it: the
+    row still names ``location`` (in the inbox), while the file is already elsewhere."""
+    from creatio_attach.journal import Journal, State
+
+    with Journal.open(site.state) as journal:
+        (row,) = journal.by_state(State(state))
+        if state == "failed":
+            row = journal.requeue(row.id, now=row.updated_at)  # as `retry --all-failed` does
+        journal.set_location(row.id, now=row.updated_at, location=str(location))
+
+
+def test_a_file_moved_to_the_unmatched_folder_just_before_a_crash_is_found_again(
+    site: Site,
+) -> None:
+    inbox = site.inbox(unmatched_retry={"every": "0.5s", "for": "1h"})
+    config = site.write_config()
+    source = inbox / "SR70_doc.txt"
+    with running_service(config):
+        source.write_text("waits for its case\n")
+        wait_for(lambda: site.state_count("unmatched") == 1, timeout=15, what="unmatched")
+        wait_for(lambda: (inbox / ".unmatched" / "SR70_doc.txt").exists(), timeout=5, what="moved")
+    _crash_left_it_at(site, "unmatched", source)  # the move happened, its record did not
+    site.case("SR70")
+    with running_service(config):
+        wait_for(lambda: site.state_count("done") == 1, timeout=15, what="uploaded after all")
+    assert site.state_count("gone") == 0
+    assert [f["name"] for f in site.files()] == ["SR70_doc.txt"]
+
+
+def test_a_file_moved_to_the_failed_folder_just_before_a_crash_can_be_retried(
+    site: Site,
+) -> None:
+    site.case("SR71")
+    inbox = site.inbox(pattern=r"^(?P<number>SR\d+)-")  # no match: failed
+    config = site.write_config()
+    source = inbox / "SR71_doc.txt"
+    with running_service(config):
+        source.write_text("fails first\n")
+        wait_for(lambda: site.state_count("failed") == 1, timeout=15, what="failed")
+    assert (inbox / ".failed" / "SR71_doc.txt").exists()
+    _crash_left_it_at(site, "failed", source)
+    site.inboxes["cases"]["pattern"] = r"^(?P<number>SR\d+)_"  # the fix
+    config = site.write_config()
+    with running_service(config):
+        wait_for(lambda: site.state_count("done") == 1, timeout=15, what="uploaded after all")
+    assert site.state_count("gone") == 0
+    assert [f["name"] for f in site.files()] == ["SR71_doc.txt"]

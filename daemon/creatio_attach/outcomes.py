@@ -278,25 +278,35 @@ class Outcomes:
         self.observer.file_retry(row.inbox, reason=note.reason)
 
     def fail(self, row: FileRow, note: ErrorNote) -> None:
-        """-> failed: the file goes to the failed folder with ``<name>.error.json`` beside it."""
+        """-> failed: the file goes to the failed folder with ``<name>.error.json`` beside it.
+
+        The move comes first and its place is written with the ``failed`` state in one commit:
+        a crash in between leaves the row in its earlier state, and its file is found in the
+        failed folder by ``_find_moved`` when it is looked at again (then fails again, here)."""
         policy = self._policy(row)
-        row = self.journal.mark_failed(row.id, now=self.clock.now(), error=note)
-        if row.record_id and row.target:
-            self._discard(row.target, row.record_id)
+        final = Path(row.location)
+        moved: str | None = None
+        problem: FileProblem | None = None
         if policy is not None:
             folder = policy.folder_for(policy.failed_dir, self.clock.now())
             try:
-                final = Path(row.location)
                 if not inside_folder(row.location, folder) and self.folders.exists(final):
                     final = self.folders.move(final, folder / row.path)
+                    moved = str(final)
                     self._move_sidecar(row.location, final)
-                    row = self.journal.set_location(
-                        row.id, now=self.clock.now(), location=str(final)
-                    )
+            except FileProblem as exc:
+                problem = exc
+        row = self.journal.mark_failed(row.id, now=self.clock.now(), error=note, location=moved)
+        if row.record_id and row.target:
+            self._discard(row.target, row.record_id)
+        if policy is not None and problem is None:
+            try:
                 if self.folders.exists(final):
                     self.folders.write_json(Path(str(final) + ".error.json"), row.error_report())
             except FileProblem as exc:
-                self._event("file.move_failed", row, level="warning", error=str(exc))
+                problem = exc
+        if problem is not None:
+            self._event("file.move_failed", row, level="warning", error=str(problem))
         self._event("file.failed", row, level="warning", reason=note.reason, error=note.message)
         self.observer.file_failed(row.inbox, reason=note.reason)
 
@@ -309,6 +319,30 @@ class Outcomes:
         if row.state in (State.SEEN, *WAITING):
             row = self.journal.mark_gone(row.id, now=self.clock.now())
         self._event("file.gone", row)
+
+    def _find_moved(self, row: FileRow) -> FileRow | None:
+        """The row, its location corrected, when its file is not where the row says but where
+        a crash may have left it: moved into the unmatched or failed folder (or still in the
+        inbox) just before its new place was written down. The same inode and size tell it is
+        that very file (a move keeps the inode). None when it is nowhere to be found."""
+        policy = self._policy(row)
+        if policy is None or row.inode is None:
+            return None
+        now = self.clock.now()
+        places = [row.source_path] if row.source_path else []
+        for template in (policy.unmatched_dir, policy.failed_dir):
+            places.append(str(policy.folder_for(template, now) / row.path))
+        for place in places:
+            if place == row.location:
+                continue
+            try:
+                snap = self.inspector.snapshot(Path(place))
+            except FileProblem:
+                continue
+            if snap.inode == row.inode and snap.size == row.size:
+                self._event("file.found_moved", row, level="warning", location=place)
+                return self.journal.set_location(row.id, now=now, location=place)
+        return None
 
     def _discard(self, file_object: str, record_id: str) -> None:
         """Best effort: delete a record we claimed but will not use (the next claim for this

@@ -153,8 +153,11 @@ class Pipeline(Outcomes):
 
     # -- a journal row that is due -----------------------------------------------------------
 
-    def process(self, row: FileRow, detected: Detection | None = None) -> None:
-        """Route, claim and upload a ``ready``/``retry_wait``/``unmatched`` row."""
+    def process(
+        self, row: FileRow, detected: Detection | None = None, *, looked: bool = False
+    ) -> None:
+        """Route, claim and upload a ``ready``/``retry_wait``/``unmatched`` row. A file not at
+        its row's location is looked for where a crash may have moved it (once: ``looked``)."""
         policy = self._policy(row)
         if policy is None:
             return
@@ -181,7 +184,11 @@ class Pipeline(Outcomes):
             self._check_rules(policy, detected, row)
             target = self._route(policy, row, path, detected)
         except FileGone:
-            self._gone(row)
+            moved = None if looked else self._find_moved(row)
+            if moved is not None:
+                self.process(moved, looked=True)
+            else:
+                self._gone(row)
             return
         except FileProblem as exc:
             self.fail(row, ErrorNote.from_exception(exc))
@@ -482,6 +489,16 @@ class Pipeline(Outcomes):
             log.exception("journal.error", inbox=row.inbox, file=row.path)
 
     def _recover_without_file(self, row: FileRow) -> None:
+        moved = self._find_moved(row)  # e.g. into the failed folder just before the crash
+        if moved is not None:
+            try:
+                snap = self.inspector.snapshot(Path(moved.location))
+            except FileProblem:
+                snap = None  # gone again meanwhile: as if not found
+            if snap is not None:
+                self.upload(moved, snap)  # same record Id: an existing record is completed
+                return
+            row = moved
         target, record_id = row.target, row.record_id
         assert target is not None and record_id is not None
         try:

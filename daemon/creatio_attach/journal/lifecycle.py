@@ -390,12 +390,17 @@ class Lifecycle(Store):
             attempts=Raw("attempts + 1"),
         )
 
-    def mark_failed(self, file_id: int, *, now: float, error: ErrorNote) -> FileRow:
-        """-> failed: permanent for this file until ``retry``."""
-        note = error.to_json()
-        return self._move(
-            file_id, State.FAILED, now, last_error=note, next_attempt_at=None, done_at=now
+    def mark_failed(
+        self, file_id: int, *, now: float, error: ErrorNote, location: str | None = None
+    ) -> FileRow:
+        """-> failed: permanent for this file until ``retry``. ``location``: where the file was
+        just moved (the failed folder), written in the same commit."""
+        columns: dict[str, Any] = dict(
+            last_error=error.to_json(), next_attempt_at=None, done_at=now
         )
+        if location is not None:
+            columns.update(location=location, final_path=location)
+        return self._move(file_id, State.FAILED, now, **columns)
 
     def mark_duplicate(self, file_id: int, *, now: float, original_id: int) -> FileRow:
         """-> duplicate of ``original_id`` (use ``claim_upload`` to decide this atomically)."""
