@@ -481,6 +481,8 @@ def test_choices_and_types_are_checked(tmp_path: Path) -> None:
         'inbox[0] (cases).recursive: must be true or false, got "yes"',
         'inbox[0] (cases).types: "pdf" is not a MIME type or glob like "audio/*"',
         'inbox[0] (cases).ignore: each glob must be a non-empty file name pattern like "*.tmp"',
+        # a rule between keys, found although other keys of the table are in error
+        "inbox[0] (cases).max_size: is smaller than min_size (1024 < 2048 bytes)",
         "inbox[0] (cases).poll_interval: must be more than 0 seconds, got 0",
         'inbox[0] (cases).sttle: unknown key in [inbox[0] (cases)] (did you mean "settle"?)',
     ]
@@ -655,9 +657,53 @@ listen = "nowhere"
         'defaults.settle: must be a duration like "30s" or "5m", got "never"',
         "inbox[0] (one).pattern: not a valid regular expression: missing ), unterminated "
         "subpattern at position 0",
+        # found although both inboxes have other problems: every problem at once
+        "inbox[1] (two).folder: the same folder as inbox[0] (one): /one",
         "inbox[1] (two).parent: required with entity",
         'metrics.listen: must be HOST:PORT like "127.0.0.1:9464" or "[::1]:9464", got "nowhere"',
     ]
+
+
+def test_a_key_in_error_does_not_hide_the_other_problems_of_its_inbox(tmp_path: Path) -> None:
+    """A wrong type or an unknown key used to stop the checks of its inbox there: the
+    templates, the folders and the other inboxes were only checked in a later round."""
+    cfg = tmp_path / "mask.toml"
+    cfg.write_text(
+        """
+[creatio]
+url = "https://acme.creatio.com"
+username = "u"
+password = "x"
+
+[[inbox]]
+name = "cases"
+folder = "/srv/cases"
+settle = "never"
+sttle = "1s"
+pattern = '^(?P<number>SR\\d+)_'
+entity = "CaseFile"
+parent = { schema = "Case", where = { Number = "{numbr}" } }
+archive_dir = "{folder}/{dat}"
+
+[[inbox]]
+name = "inner"
+folder = "/srv/cases/.failed/x"
+entity = "CaseFile"
+parent = { schema = "Case", id = "{file}" }
+""",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(cfg, env={})
+    found = caught.value.problems
+    assert len(found) == 5, found
+    assert found[0] == 'inbox[0] (cases).settle: must be a duration like "30s" or "5m", got "never"'
+    assert found[1].startswith("inbox[0] (cases).sttle: unknown key")
+    assert found[2].startswith("inbox[0] (cases).parent.where.Number: '{numbr}': unknown field")
+    assert found[3].startswith("inbox[0] (cases).archive_dir: ")
+    assert found[4].startswith(
+        "inbox[1] (inner).folder: /srv/cases/.failed/x is inside the failed_dir of inbox[0]"
+    )
 
 
 # --- `creatio-attach check` with inboxes, against the emulator --------------------------------

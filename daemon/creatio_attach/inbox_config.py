@@ -122,6 +122,7 @@ def validate_inboxes(
         return [], []  # the file's model says "inbox: must be an array"
     problems: list[str] = []
     inboxes: list[tuple[str, InboxSettings]] = []
+    invalid: set[str] = set()
     seen_names: dict[str, str] = {}
     for index, table in enumerate(raw):
         if not isinstance(table, Mapping):
@@ -137,8 +138,10 @@ def validate_inboxes(
         problems += found
         if inbox is not None:
             inboxes.append((label, inbox))
+            if found:
+                invalid.add(label)  # checked against the others, never used
     problems += _overlap_problems(inboxes)
-    return [inbox for _, inbox in inboxes], problems
+    return [inbox for label, inbox in inboxes if label not in invalid], problems
 
 
 def _validate_inbox(
@@ -147,13 +150,37 @@ def _validate_inbox(
     defaults: InboxDefaults,
     resolve_path: Callable[[str], Path],
 ) -> tuple[InboxSettings | None, list[str]]:
+    """The inbox's settings and its problems. With problems, the settings (when they can be
+    built at all) serve only the checks against the other inboxes."""
     try:
         written = InboxTable.model_validate(table)
     except ValidationError as e:
         problems = [format_error(err, prefix=label, known=_known_keys) for err in e.errors()]
         problems += _shape_problems(label, table)
-        return None, problems
+        # every problem at once: the keys in error left out, the rest is checked all the same
+        bad = {str(err["loc"][0]) for err in e.errors() if err["loc"]}
+        rest = {k: v for k, v in table.items() if k not in bad}
+        try:
+            written = InboxTable.model_validate(rest)
+        except ValidationError:
+            return None, problems  # a key everything depends on is in error
+        partial, more = _check_inbox(label, rest, written, defaults, resolve_path)
+        # what only comes from leaving a key out ("parent: required with entity", template
+        # fields that the pattern in error would have named) is not said
+        more = [p for p in more if not any(p.startswith(f"{label}.{k}") for k in bad)]
+        if bad & {"pattern", "preset"}:
+            more = [p for p in more if "unknown field" not in p]
+        return partial, problems + more
+    return _check_inbox(label, table, written, defaults, resolve_path)
 
+
+def _check_inbox(
+    label: str,
+    table: Mapping[str, Any],
+    written: InboxTable,
+    defaults: InboxDefaults,
+    resolve_path: Callable[[str], Path],
+) -> tuple[InboxSettings | None, list[str]]:
     problems = _shape_problems(label, table)
     recordings = written.preset is not None or (
         written.match is not None and written.entity is None and written.parent is None
@@ -222,19 +249,22 @@ def _validate_inbox(
             f"{label}.max_size: is smaller than min_size ({values['max_size']} < "
             f"{values['min_size']} bytes)"
         )
-    if problems:
-        return None, problems
-    inbox = InboxSettings(
-        name=written.name,
-        folder=folder,
-        pattern=pattern,
-        preset=written.preset,
-        entity=None if recordings else written.entity,
-        parent=None if recordings else written.parent,
-        match=match,
-        **values,
-    )
-    return inbox, []
+    try:
+        inbox = InboxSettings(
+            name=written.name,
+            folder=folder,
+            pattern=pattern,
+            preset=written.preset,
+            entity=None if recordings else written.entity,
+            parent=None if recordings else written.parent,
+            match=match,
+            **values,
+        )
+    except (TypeError, ValueError):
+        if not problems:
+            raise  # a valid table must make valid settings: a bug
+        return None, problems  # built only for the checks against the other inboxes
+    return inbox, problems
 
 
 def _shape_problems(label: str, table: Mapping[str, Any]) -> list[str]:
@@ -294,10 +324,15 @@ def _overlap_problems(inboxes: Sequence[tuple[str, InboxSettings]]) -> list[str]
 
 
 def _excluded_each(inbox: InboxSettings) -> tuple[str | None, ...]:
-    return tuple(
-        concrete_folder(t, inbox.folder)
-        for t in (inbox.archive_dir, inbox.failed_dir, inbox.unmatched_dir)
-    )
+    """The fixed part of each folder template; None for one that cannot be expanded (an
+    inbox with problems, checked against the others all the same: its template is reported)."""
+    out: list[str | None] = []
+    for template in (inbox.archive_dir, inbox.failed_dir, inbox.unmatched_dir):
+        try:
+            out.append(concrete_folder(template, inbox.folder))
+        except (KeyError, ValueError, IndexError):
+            out.append(None)
+    return tuple(out)
 
 
 def validate_state(
