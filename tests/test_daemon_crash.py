@@ -218,3 +218,52 @@ def test_a_file_moved_to_the_failed_folder_just_before_a_crash_can_be_retried(
         wait_for(lambda: site.state_count("done") == 1, timeout=15, what="uploaded after all")
     assert site.state_count("gone") == 0
     assert [f["name"] for f in site.files()] == ["SR71_doc.txt"]
+
+
+def test_a_duplicate_archived_just_before_a_crash_is_recorded_after_the_restart(
+    site: Site,
+) -> None:
+    """The copy of a file already on its Case was moved to the archive, and the process died
+    before the journal recorded it as a duplicate: the row still waits, naming the inbox."""
+    import time
+
+    from creatio_attach.journal import Journal
+
+    case_id = site.case("SR72")
+    inbox = site.inbox()
+    config = site.write_config()
+    body = b"the same content twice\n"
+    with running_service(config):
+        (inbox / "SR72_original.txt").write_bytes(body)
+        wait_for(lambda: site.state_count("done") == 1, timeout=15, what="the original")
+    archive = inbox / ".archive" / time.strftime("%Y-%m-%d")
+    copy = archive / "SR72_copy.txt"
+    copy.write_bytes(body)  # where the move put it before the crash
+    st = copy.stat()
+    with Journal.open(site.state) as journal:
+        row, _ = journal.add(
+            inbox="cases",
+            path="SR72_copy.txt",
+            source_path=str(inbox / "SR72_copy.txt"),
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            inode=st.st_ino,
+            now=time.time(),
+        )
+        journal.mark_ready(
+            row.id, now=time.time(), sha256=hashlib.sha256(body).hexdigest(), mime="text/plain"
+        )
+        journal.set_target(
+            row.id,
+            now=time.time(),
+            target="CaseFile",
+            parent_schema="Case",
+            parent_id=case_id,
+            record_name="SR72_copy.txt",
+        )
+    with running_service(config):
+        wait_for(lambda: site.state_count("duplicate") == 1, timeout=15, what="the duplicate")
+    assert site.state_count("gone") == 0
+    assert len(site.files()) == 1  # uploaded once
+    assert copy.exists() and (archive / "SR72_copy.txt.duplicate.json").exists()
+    assert not (inbox / "SR72_copy.txt").exists()

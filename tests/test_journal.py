@@ -517,7 +517,11 @@ def test_the_same_content_for_the_same_parent_is_uploaded_once(journal: Journal)
     assert found is not None and found.id == first.id
     dup = journal.claim_upload(again.id, now=T0 + 4)
     assert (dup.outcome, dup.original and dup.original.id) == ("duplicate", first.id)
-    assert journal.get(again.id).duplicate_of == first.id
+    # the row is left as it is until the file is moved: mark_duplicate records both at once
+    assert journal.get(again.id).state is State.READY
+    marked = journal.mark_duplicate(again.id, now=T0 + 5, original_id=first.id, location="/a/c")
+    assert (marked.state, marked.duplicate_of) == (State.DUPLICATE, first.id)
+    assert (marked.location, marked.final_path) == ("/a/c", "/a/c")
     assert journal.claim_upload(other_parent.id, now=T0 + 4).outcome == "claimed"
 
 
@@ -914,7 +918,8 @@ def test_target_and_claim_skips_duplicates_and_waits_for_a_busy_twin(journal: Jo
     journal.mark_uploaded(first.id, now=T0 + 3)
     _, dup = _target_and_claim(journal, again, now=T0 + 4)
     assert dup.outcome == "duplicate" and dup.row == journal.get(again.id)
-    assert (dup.row.state, dup.row.duplicate_of) == (State.DUPLICATE, first.id)
+    assert dup.original is not None and dup.original.id == first.id
+    assert dup.row.state is State.READY  # recorded by mark_duplicate, after the move
 
 
 def test_target_and_claim_refuses_a_row_that_is_not_waiting(journal: Journal) -> None:

@@ -169,37 +169,42 @@ class Outcomes:
         self._event("file.done", row, disposition=row.disposition, final_path=row.final_path)
         self.observer.progress()
 
-    def _duplicate(self, row: FileRow, policy: InboxPolicy, original: FileRow | None) -> None:
+    def _duplicate(self, row: FileRow, policy: InboxPolicy, original: FileRow) -> None:
         """A duplicate (same content, same parent): archived with a note, deleted or kept.
 
         A record this file got before (its content changed during an upload into the content
-        of another file, or a retry after the create) is deleted: the parent keeps one copy."""
-        if (
-            row.record_id
-            and row.target
-            and (original is None or original.record_id != row.record_id)
-        ):
+        of another file, or a retry after the create) is deleted: the parent keeps one copy.
+        The file is moved (or deleted) first, then recorded ``duplicate`` with its new place in
+        one commit: after a crash in between, the row is looked at again and its file found
+        in the archive folder (``_find_moved``).
+        """
+        if row.record_id and row.target and original.record_id != row.record_id:
             self._discard(row.target, row.record_id)
         note = {
-            "duplicate_of": original.path if original else None,
-            "original_record_id": original.record_id if original else None,
-            "original_archived_as": original.final_path if original else None,
+            "duplicate_of": original.path,
+            "original_record_id": original.record_id,
+            "original_archived_as": original.final_path,
             "sha256": row.sha256,
             "parent": {"schema": row.parent_schema, "id": row.parent_id},
             "entity": row.target,
             "note": "the same content is already attached to this record; not uploaded again",
         }
+        final: str | None = None
         try:
             if policy.after == "archive":
-                dest = policy.folder_for(policy.archive_dir, self.clock.now()) / row.path
-                final = self.folders.move(Path(row.location), dest)
-                self.folders.write_json(Path(str(final) + ".duplicate.json"), note)
-                row = self.journal.set_location(row.id, now=self.clock.now(), location=str(final))
+                folder = policy.folder_for(policy.archive_dir, self.clock.now())
+                final = row.location
+                if not inside_folder(row.location, folder):
+                    final = str(self.folders.move(Path(row.location), folder / row.path))
+                self.folders.write_json(Path(final + ".duplicate.json"), note)
             elif policy.after == "delete":
                 self.folders.delete(Path(row.location))
         except FileProblem as exc:
             self._event("file.dispose_failed", row, level="warning", error=str(exc))
-        self._event("file.duplicate", row, duplicate_of=original.path if original else None)
+        row = self.journal.mark_duplicate(
+            row.id, now=self.clock.now(), original_id=original.id, location=final
+        )
+        self._event("file.duplicate", row, duplicate_of=original.path)
 
     # -- waiting, failing --------------------------------------------------------------------
 
@@ -322,15 +327,16 @@ class Outcomes:
 
     def _find_moved(self, row: FileRow) -> FileRow | None:
         """The row, its location corrected, when its file is not where the row says but where
-        a crash may have left it: moved into the unmatched or failed folder (or still in the
-        inbox) just before its new place was written down. The same inode and size tell it is
-        that very file (a move keeps the inode). None when it is nowhere to be found."""
+        a crash may have left it: moved into the unmatched, failed or archive folder (a
+        duplicate), or still in the inbox, just before its new place was written down. The
+        same inode and size tell it is that very file (a move keeps the inode). None when it
+        is nowhere to be found."""
         policy = self._policy(row)
         if policy is None or row.inode is None:
             return None
         now = self.clock.now()
         places = [row.source_path] if row.source_path else []
-        for template in (policy.unmatched_dir, policy.failed_dir):
+        for template in (policy.unmatched_dir, policy.failed_dir, policy.archive_dir):
             places.append(str(policy.folder_for(template, now) / row.path))
         for place in places:
             if place == row.location:

@@ -229,6 +229,7 @@ class Pipeline(Outcomes):
             claim = hashed
         assert claim.row is not None
         if claim.outcome == "duplicate":
+            assert claim.original is not None
             self._duplicate(claim.row, policy, claim.original)
             return
         if claim.outcome == "busy":

@@ -217,12 +217,15 @@ class Lifecycle(Store):
         """Atomically: refuse a duplicate, or claim a record Id and go to ``uploading``.
 
         With ``skip_duplicates`` a row whose content is already uploaded/done on the same parent
-        becomes ``duplicate`` (outcome "duplicate"); one whose twin is ``uploading`` right now is
-        left alone (outcome "busy": try again shortly). A row without a hash yet (a large file,
-        hashed while it uploads) is claimed only when no other file of its size is on the
-        parent (else outcome "hash_first"), and waits ("busy") while a file of its size without
-        a hash uploads. Otherwise a record Id is generated (or the one from an earlier attempt
-        kept), committed durably, and returned (outcome "claimed").
+        is a duplicate (outcome "duplicate", the row left as it is: the caller moves the file
+        and then records it with ``mark_duplicate``, its new place in the same commit, so a
+        crash in between leaves a row that is looked at again); one whose twin is
+        ``uploading`` right now is left alone (outcome "busy": try again shortly). A row
+        without a hash yet (a large file, hashed while it uploads) is claimed only when no
+        other file of its size is on the parent (else outcome "hash_first"), and waits
+        ("busy") while a file of its size without a hash uploads. Otherwise a record Id is
+        generated (or the one from an earlier attempt kept), committed durably, and returned
+        (outcome "claimed").
         """
         with self._write(durable=True) as conn:
             return self._claim(conn, self._get(conn, file_id), now, skip_duplicates)
@@ -282,8 +285,6 @@ class Lifecycle(Store):
                 original = decode_row(twin)
                 if original.state is State.UPLOADING:
                     return Claim("busy", original=original, row=row)
-                columns = dict(duplicate_of=original.id, next_attempt_at=None, done_at=now)
-                row = self._transition(conn, row.id, State.DUPLICATE, now, **columns)
                 return Claim("duplicate", original=original, row=row)
         # a large file of this size uploads without a hash yet: it may be the same content
         pending = conn.execute(UNHASHED_UPLOADING_SQL, (row.size, *where)).fetchone()
@@ -402,10 +403,15 @@ class Lifecycle(Store):
             columns.update(location=location, final_path=location)
         return self._move(file_id, State.FAILED, now, **columns)
 
-    def mark_duplicate(self, file_id: int, *, now: float, original_id: int) -> FileRow:
-        """-> duplicate of ``original_id`` (use ``claim_upload`` to decide this atomically)."""
+    def mark_duplicate(
+        self, file_id: int, *, now: float, original_id: int, location: str | None = None
+    ) -> FileRow:
+        """-> duplicate of ``original_id`` (``claim_upload`` says when). ``location``: where
+        the file was just moved (the archive folder), written in the same commit."""
         self.get(original_id)
-        columns = dict(duplicate_of=original_id, next_attempt_at=None, done_at=now)
+        columns: dict[str, Any] = dict(duplicate_of=original_id, next_attempt_at=None, done_at=now)
+        if location is not None:
+            columns.update(location=location, final_path=location)
         return self._move(file_id, State.DUPLICATE, now, **columns)
 
     def mark_gone(self, file_id: int, *, now: float) -> FileRow:
