@@ -267,3 +267,57 @@ def test_a_duplicate_archived_just_before_a_crash_is_recorded_after_the_restart(
     assert len(site.files()) == 1  # uploaded once
     assert copy.exists() and (archive / "SR72_copy.txt.duplicate.json").exists()
     assert not (inbox / "SR72_copy.txt").exists()
+
+
+def test_a_sidecar_left_by_a_crash_after_its_file_was_archived_follows_the_file(
+    site: Site,
+) -> None:
+    """Uploaded, its file moved to the archive, and the process died before the sidecar
+    followed and before ``done``: the sidecar must not be taken as a file of its own, and the
+    row must say where the file went."""
+    import json
+    import time
+
+    from creatio_attach.journal import Journal, State
+
+    case_id = site.case("SR73")
+    inbox = site.inbox()
+    config = site.write_config()
+    archive = inbox / ".archive" / time.strftime("%Y-%m-%d")
+    archive.mkdir(parents=True)
+    body = b"archived just before the crash\n"
+    moved = archive / "SR73_doc.txt"
+    moved.write_bytes(body)
+    sidecar = inbox / "SR73_doc.txt.json"
+    sidecar.write_text(json.dumps({"name": "Contract 73"}))
+    st = moved.stat()
+    with Journal.open(site.state) as journal:
+        row, _ = journal.add(
+            inbox="cases",
+            path="SR73_doc.txt",
+            source_path=str(inbox / "SR73_doc.txt"),
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            inode=st.st_ino,
+            now=time.time(),
+        )
+        journal.mark_ready(row.id, now=time.time(), sha256=hashlib.sha256(body).hexdigest())
+        journal.set_target(
+            row.id,
+            now=time.time(),
+            target="CaseFile",
+            parent_schema="Case",
+            parent_id=case_id,
+            record_name="Contract 73",
+        )
+        journal.claim_record_id(row.id, now=time.time())
+        journal.mark_uploaded(row.id, now=time.time())
+    with running_service(config):
+        wait_for(lambda: site.state_count("done") == 1, timeout=15, what="finished")
+        wait_for(lambda: not sidecar.exists(), timeout=5, what="the sidecar moved")
+    with Journal.open_readonly(site.state) as journal:
+        (done,) = journal.by_state(State.DONE)
+        assert sum(journal.counts().get("cases", {}).values()) == 1  # no row for the sidecar
+    assert done.final_path == str(moved)
+    assert (archive / "SR73_doc.txt.json").exists()
+    assert site.files() == []  # nothing sent now: the upload was complete before the crash

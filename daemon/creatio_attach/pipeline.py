@@ -463,15 +463,7 @@ class Pipeline(Outcomes):
                 if self.folders.exists(Path(row.location)):
                     self.dispose(row, policy.after if policy else "keep", policy)
                 else:
-                    # moved or deleted just before the crash, as the inbox says
-                    after = policy.after if policy else "keep"
-                    done = {"archive": "archived", "delete": "deleted"}.get(after, "kept")
-                    self.journal.mark_done(
-                        row.id,
-                        now=self.clock.now(),
-                        disposition=row.disposition or done,  # type: ignore[arg-type]
-                        final_path=row.final_path,
-                    )
+                    self._finish_disposal(row, policy.after if policy else "keep")
                 return
             if row.state is not State.UPLOADING:
                 return
@@ -488,6 +480,34 @@ class Pipeline(Outcomes):
             self.upload(row, snap)  # same record Id: an existing record is completed
         except JournalError:
             log.exception("journal.error", inbox=row.inbox, file=row.path)
+
+    def _finish_disposal(self, row: FileRow, after: str) -> None:
+        """An ``uploaded`` row whose file was moved or deleted just before a crash: where it
+        went is found again (the archive, by its inode), its sidecar follows it (a sidecar
+        left alone would be taken as a file of its own), and the row is ``done``."""
+        old_location = row.location
+        final_path = row.final_path
+        if after == "archive" and final_path is None:
+            moved = self._find_moved(row)
+            if moved is not None:
+                final_path = moved.location
+        sidecar = Path(old_location + SIDECAR_SUFFIX)
+        try:
+            if self.folders.exists(sidecar):
+                if after == "archive" and final_path is not None:
+                    self.folders.move(sidecar, Path(final_path + SIDECAR_SUFFIX))
+                elif after == "delete":
+                    self.folders.delete(sidecar)
+        except FileProblem as exc:
+            self._event("file.move_failed", row, level="warning", error=str(exc))
+        done = {"archive": "archived", "delete": "deleted"}.get(after, "kept")
+        row = self.journal.mark_done(
+            row.id,
+            now=self.clock.now(),
+            disposition=row.disposition or done,  # type: ignore[arg-type]
+            final_path=final_path,
+        )
+        self._event("file.done", row, disposition=row.disposition, final_path=row.final_path)
 
     def _recover_without_file(self, row: FileRow) -> None:
         moved = self._find_moved(row)  # e.g. into the failed folder just before the crash
