@@ -66,6 +66,10 @@ def test_dry_run_shows_what_would_happen_and_uploads_nothing(
         "SR21_letter.docx",
         "unrouted.pdf",
     ]
+    alone = run_cli("run", "--config", str(config), "--json")  # without --dry-run: refused
+    assert alone.returncode == 2
+    assert "--json goes with --dry-run" in alone.stderr
+    assert run_cli("status", "--config", str(config), "--last", "-1").returncode == 2
 
 
 def test_status_while_running_then_retry_a_failed_file(site: Site, pdf: CorpusFile) -> None:

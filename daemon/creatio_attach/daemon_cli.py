@@ -99,6 +99,8 @@ def run_command(config_path: Path | None, dry_run: bool, as_json: bool, log_leve
     """Watch the inboxes and upload every complete file, until SIGTERM or SIGINT."""
     from creatio_attach.log import setup_logging
 
+    if as_json and not dry_run:
+        raise click.UsageError("--json goes with --dry-run (run itself logs JSON lines)")
     setup_logging(level=log_level)
     if dry_run:
         _dry_run(config_path, as_json)
@@ -178,7 +180,13 @@ def _row_brief(row: FileRow) -> dict[str, Any]:
 @click.command("status")
 @_config_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--last", default=10, show_default=True, help="How many recent uploads to show.")
+@click.option(
+    "--last",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="How many recent uploads to show.",
+)
 @_expected_errors
 def status_command(config_path: Path | None, as_json: bool, last: int) -> None:
     """Counts per state and inbox, the last uploads, every failure with its reason.

@@ -76,7 +76,7 @@ def _pairs(values: tuple[str, ...], option: str, what: str) -> dict[str, str]:
     "schemas",
     multiple=True,
     metavar="UsrXxx",
-    help="Add a custom section object UsrXxx with its file object UsrXxxFile.",
+    help="Add a custom section object UsrXxx with its file object UsrXxxFile (repeatable).",
 )
 @click.option(
     "--session-idle",
