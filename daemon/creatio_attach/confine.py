@@ -93,10 +93,14 @@ class Roots:
             here = Path(root)
             for part in Path(os.path.relpath(path, root)).parts if path != root else ():
                 here = here / part
-                if create:
-                    with contextlib.suppress(FileExistsError):
+                try:
+                    fd = _step(fd, part, str(here), _DIR_FLAGS | os.O_NOFOLLOW)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    with contextlib.suppress(FileExistsError):  # made meanwhile: fine
                         os.mkdir(part, dir_fd=fd)
-                fd = _step(fd, part, str(here), _DIR_FLAGS | os.O_NOFOLLOW)
+                    fd = _step(fd, part, str(here), _DIR_FLAGS | os.O_NOFOLLOW)
         except BaseException:
             os.close(fd)
             raise

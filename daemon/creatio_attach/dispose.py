@@ -146,6 +146,8 @@ class LocalFolders:
 
     def read_sidecar(self, path: Path) -> str | None:
         """The text of a sidecar file, None when there is none (a symlink or FIFO is none)."""
+        if not os.path.lexists(path):  # most files have none: one lstat, no walk
+            return None
         flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
         try:
             fd = self.roots.open_file(path, flags)
