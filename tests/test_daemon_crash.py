@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -321,3 +322,62 @@ def test_a_sidecar_left_by_a_crash_after_its_file_was_archived_follows_the_file(
     assert done.final_path == str(moved)
     assert (archive / "SR73_doc.txt.json").exists()
     assert site.files() == []  # nothing sent now: the upload was complete before the crash
+
+
+def test_a_site_that_ignores_the_id_gets_one_record_after_a_crash_mid_upload(
+    tmp_path: Path, emulator_factory: Callable[..., EmbeddedEmulator]
+) -> None:
+    """On a Creatio that picks its own record Ids, the daemon writes the Id it was given
+    before sending the content; after a crash the restart completes that record."""
+    import time
+
+    from creatio_attach.journal import Journal, State
+
+    site = Site(tmp_path, emulator_factory(ignore_client_ids=True))
+    case_id = site.case("SR74")
+    inbox = site.inbox()
+    config = site.write_config()
+    with running_service(config):  # the normal way first: one record, its Id in the journal
+        (inbox / "SR74_first.txt").write_text("first\n")
+        wait_for(lambda: site.state_count("done") == 1, timeout=15, what="first uploaded")
+    with Journal.open_readonly(site.state) as journal:
+        (first,) = journal.by_state(State.DONE)
+    assert [f["id"] for f in site.files()] == [first.record_id]
+
+    # the crash: the record was created (Id chosen by the site, written down), no content yet
+    rows = site.admin(
+        "POST", "/__emulator__/records/CaseFile", {"Name": "SR74_second.txt", "CaseId": case_id}
+    )
+    server_id = str((rows[0] if isinstance(rows, list) else rows)["Id"]).lower()
+    body = b"second\n"
+    path = inbox / "SR74_second.txt"
+    path.write_bytes(body)
+    st = path.stat()
+    with Journal.open(site.state) as journal:
+        row, _ = journal.add(
+            inbox="cases",
+            path=path.name,
+            source_path=str(path),
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            inode=st.st_ino,
+            now=time.time(),
+        )
+        journal.mark_ready(row.id, now=time.time(), sha256=hashlib.sha256(body).hexdigest())
+        journal.set_target(
+            row.id,
+            now=time.time(),
+            target="CaseFile",
+            parent_schema="Case",
+            parent_id=case_id,
+            record_name=path.name,
+        )
+        journal.claim_record_id(row.id, now=time.time())
+        journal.set_record_id(row.id, now=time.time(), record_id=server_id)
+    with running_service(config):
+        wait_for(lambda: site.state_count("done") == 2, timeout=15, what="recovered")
+    stored = {f["id"]: f["sha256"] for f in site.files()}
+    assert stored == {
+        first.record_id: hashlib.sha256(b"first\n").hexdigest(),
+        server_id: hashlib.sha256(body).hexdigest(),
+    }

@@ -88,6 +88,8 @@ class ClientCreatio:
         mime: str | None,
         record_id: str,
         progress: Callable[[int], None] | None = None,
+        on_record: Callable[[str], None] | None = None,
+        may_exist: bool = False,
     ) -> Uploaded:
         """``progress(n)`` is called as blocks are sent (the engine's sign of life)."""
         from creatio_attach.creatio import Target
@@ -101,6 +103,8 @@ class ClientCreatio:
             record_id=record_id,
             progress=progress,
             opener=self._open,
+            on_record=on_record,
+            may_exist=may_exist,
         )
         return Uploaded(result.record_id, result.bytes, result.sha256)
 

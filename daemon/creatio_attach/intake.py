@@ -234,6 +234,8 @@ class WatchedCreatio:
         mime: str | None,
         record_id: str,
         progress: Callable[[int], None] | None = None,
+        on_record: Callable[[str], None] | None = None,
+        may_exist: bool = False,
     ) -> Uploaded:
         sign = self._liveness.sign_of_life
 
@@ -252,6 +254,8 @@ class WatchedCreatio:
                 mime=mime,
                 record_id=record_id,
                 progress=moved,
+                on_record=on_record,
+                may_exist=may_exist,
             )
         finally:
             sign()

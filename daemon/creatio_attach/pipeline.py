@@ -240,7 +240,7 @@ class Pipeline(Outcomes):
             )
             self._event("file.retry_wait", row, level="debug", reason=note.reason)
             return
-        self.upload(claim.row, snap)
+        self.upload(claim.row, snap, may_exist=row.record_id is not None)
 
     def _hash_and_claim(self, row: FileRow, path: Path, policy: InboxPolicy) -> Claim | None:
         """Hash a large file before its claim after all (``Claim`` "hash_first") and claim again;
@@ -373,12 +373,20 @@ class Pipeline(Outcomes):
 
     # -- the upload --------------------------------------------------------------------------
 
-    def upload(self, row: FileRow, before: FileFacts) -> None:
-        """Upload a row in ``uploading`` (its record Id is committed) and finish it."""
+    def upload(self, row: FileRow, before: FileFacts, *, may_exist: bool = True) -> None:
+        """Upload a row in ``uploading`` (its record Id is committed) and finish it.
+        ``may_exist``: the record Id comes from an earlier attempt (a retry, a crash), so its
+        record may exist and is then completed; False only for an Id claimed just now."""
         assert row.record_id and row.target and row.parent_schema and row.parent_id
         path = Path(row.location)
         started = self.clock.monotonic()
         self._event("file.uploading", row, level="debug")
+        claimed = row.record_id
+
+        def recorded(record_id: str) -> None:
+            if record_id != claimed:  # Creatio chose the Id: the journal must know it first
+                self.journal.set_record_id(row.id, now=self.clock.now(), record_id=record_id)
+
         try:
             result = self.creatio.upload(
                 path,
@@ -388,6 +396,8 @@ class Pipeline(Outcomes):
                 name=row.record_name or row.path.rpartition("/")[2],
                 mime=row.mime,
                 record_id=row.record_id,
+                on_record=recorded,
+                may_exist=may_exist,
             )
         except FileGone:
             row = self.journal.mark_changed(

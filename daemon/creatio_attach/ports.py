@@ -113,9 +113,13 @@ class Creatio(Protocol):
         mime: str | None,
         record_id: str,
         progress: Callable[[int], None] | None = None,
+        on_record: Callable[[str], None] | None = None,
+        may_exist: bool = False,
     ) -> Uploaded:
         """Create (or complete) the record and send the file; ``progress(n)`` is called as
-        each block of ``n`` bytes goes out (the engine's sign of life during a long upload)."""
+        each block of ``n`` bytes goes out (the engine's sign of life during a long upload);
+        ``on_record(id)`` once the record exists, before the content (its Id may be one
+        Creatio chose); ``may_exist``: an earlier attempt may have made the record already."""
         ...
 
     def record_size(self, file_object: str, record_id: str) -> int | None:

@@ -438,3 +438,31 @@ def test_a_file_that_shrinks_between_chunks_fails_and_leaves_no_record(
         client.upload(growing, Target.for_file_object("CaseFile", case_id), progress=truncate)
     assert seen[0] == 65_536  # one progress call per chunk, of its whole length
     assert stored_files(emulator) == []
+
+
+def test_a_site_that_ignores_the_id_reports_its_own_before_the_content_and_is_completed_later(
+    emulator_factory: Callable[..., EmbeddedEmulator],
+    client_for: Callable[..., CreatioClient],
+    corpus_by_name: dict[str, CorpusFile],
+) -> None:
+    """The emulator picks its own Ids (``ignore_client_ids``): ``on_record`` hears the Id it
+    chose before any content goes; ``may_exist`` then completes that very record instead of
+    creating a second one (what a daemon restarted after a crash does)."""
+    emu = emulator_factory(ignore_client_ids=True)
+    case_id = seed(emu, "Case", Number="SR5")
+    client = client_for(emu)
+    item = corpus_by_name["filetype-fixture.pdf"]
+    target = Target.for_file_object("CaseFile", case_id)
+    sent = str(uuid.uuid4())
+    heard: list[tuple[str, int]] = []
+
+    def on_record(rid: str) -> None:
+        heard.append((rid, len([e for e in request_log(emu) if e["method"] == "PUT"])))
+
+    first = client.upload(item.path, target, record_id=sent, on_record=on_record)
+    assert first.adopted_server_id and first.record_id != sent
+    assert heard == [(first.record_id, 0)]  # told before the content was sent
+    # the record exists; its Id comes from the site: completed, not made again
+    again = client.upload(item.path, target, record_id=first.record_id, may_exist=True)
+    assert again.record_id == first.record_id and not again.adopted_server_id
+    assert [f["id"] for f in stored_files(emu)] == [first.record_id]

@@ -154,8 +154,10 @@ class CreatioClient:
         record_id: str | None = None,
         progress: Callable[[int], None] | None = None,
         opener: Callable[[Path], BinaryIO] | None = None,
+        on_record: Callable[[str], None] | None = None,
+        may_exist: bool = False,
     ) -> UploadResult:
-        """One file as one attachment (``upload.Uploader``); ``opener`` opens the file."""
+        """One file as one attachment (``upload.Uploader.upload`` says what the keywords do)."""
         return self._uploader.upload(
             path,
             target,
@@ -164,6 +166,8 @@ class CreatioClient:
             record_id=record_id,
             progress=progress,
             opener=opener,
+            on_record=on_record,
+            may_exist=may_exist,
         )
 
     def download(

@@ -75,12 +75,21 @@ class Records:
             rows = json_body(response, where("GET", url)).get("value") or []
         return dict(rows[0]) if rows else None
 
-    def create(self, entity: str, values: Mapping[str, Any], record_id: str) -> dict[str, Any]:
-        """POST the record with our ``Id``; idempotent through read-back (see module doc)."""
+    def create(
+        self,
+        entity: str,
+        values: Mapping[str, Any],
+        record_id: str,
+        *,
+        check_first: bool = False,
+    ) -> dict[str, Any]:
+        """POST the record with our ``Id``; idempotent through read-back (see module doc).
+        ``check_first``: the record may exist already (an earlier attempt made it): read it
+        first, so that a Creatio that ignores the client's Id does not get a second one."""
         record_id = normalise_guid(record_id)
         body = json_dumps({"Id": record_id, **{k: json_ready(v) for k, v in values.items()}})
         url = self.url(entity)
-        tried = False
+        tried = check_first
 
         def step() -> dict[str, Any]:
             nonlocal tried

@@ -159,7 +159,13 @@ class Uploader:
         record_id: str | None = None,
         progress: Progress | None = None,
         opener: Opener | None = None,
+        on_record: Callable[[str], None] | None = None,
+        may_exist: bool = False,
     ) -> UploadResult:
+        """``on_record(id)`` is called with the record's Id once it exists, before any
+        content is sent (the Id Creatio gave, if it ignored ours; the daemon writes it down).
+        ``may_exist``: ``record_id`` may already be taken by a record of an earlier attempt,
+        which is then completed (read first, never created twice)."""
         name = name or path.name
         mime = mime or DEFAULT_MIME
         fo = self.metadata().require(target.file_object)
@@ -177,7 +183,9 @@ class Uploader:
             except OSError as exc:
                 raise FileUnreadable(f"cannot stat: {exc.strerror}", path=str(path)) from exc
             values.update({k: size for k in ("Size", "TotalSize") if k in fo.columns})
-            created = self.records.create(target.file_object, values, wanted_id)
+            created = self.records.create(
+                target.file_object, values, wanted_id, check_first=may_exist
+            )
             rid = str(created.get("Id") or wanted_id).lower()
             adopted = rid != wanted_id
             if adopted:
@@ -187,6 +195,12 @@ class Uploader:
                     sent_id=wanted_id,
                     server_id=rid,
                 )
+            if on_record is not None:
+                try:
+                    on_record(rid)
+                except BaseException:
+                    self.records.discard(target.file_object, rid, reason="not recorded")
+                    raise
             chunked = size > self.settings.chunk_threshold
             try:
                 if chunked:

@@ -71,7 +71,11 @@ def build_app(options: EmulatorOptions, data_dir: Path) -> EmulatorApp:
     log = RequestLog()
     policy = PathPolicy(options.runtime)
 
-    data = data_routes(store, max_file_bytes=options.max_file_bytes)
+    data = data_routes(
+        store,
+        max_file_bytes=options.max_file_bytes,
+        ignore_client_ids=options.ignore_client_ids,
+    )
     routes: list[BaseRoute] = [
         *admin_routes(store, sessions, faults, log),
         *web_routes(store, options.runtime),

@@ -125,6 +125,12 @@ def _pairs(values: tuple[str, ...], option: str, what: str) -> dict[str, str]:
     help="Fault injection, e.g. 'seed=7; 503@p=0.1; drop@every=7:after=64k; "
     "latency=50ms; expire@after=100' (see the README).",
 )
+@click.option(
+    "--ignore-client-ids",
+    is_flag=True,
+    help="Give created records an Id of the emulator's choosing, whatever Id the client sent "
+    "(a Creatio that ignores it; by default the client's Id is kept).",
+)
 def emulator_command(
     host: str,
     port: int,
@@ -140,6 +146,7 @@ def emulator_command(
     tls_cert: Path | None,
     tls_key: Path | None,
     faults: str | None,
+    ignore_client_ids: bool,
 ) -> None:
     """Run the Creatio emulator (a local stand-in for Creatio) until Ctrl-C or SIGTERM."""
     from creatio_attach.emulator.faults import FaultPlan, FaultSpecError
@@ -179,6 +186,7 @@ def emulator_command(
         faults=faults,
         tls_cert=tls_cert,
         tls_key=tls_key,
+        ignore_client_ids=ignore_client_ids,
     )
     from creatio_attach.emulator.server import EmulatorStartError, run_foreground
 

@@ -67,10 +67,13 @@ def duplicate_response(schema: Schema, record_id: str) -> Response:
 class ODataApi:
     """Handlers over one :class:`Store`."""
 
-    def __init__(self, store: Store, max_file_bytes: int) -> None:
+    def __init__(
+        self, store: Store, max_file_bytes: int, *, ignore_client_ids: bool = False
+    ) -> None:
         self.store = store
         self.schemas = store.schemas
         self.max_file_bytes = max_file_bytes
+        self.ignore_client_ids = ignore_client_ids
 
     # ------------------------------------------------------------------ entry points
 
@@ -273,6 +276,8 @@ class ODataApi:
         if isinstance(body, Response):
             return body
         values = self._columns_from_body(schema, body)
+        if self.ignore_client_ids:
+            values.pop("Id", None)  # the server picks the Id (``ignore_client_ids``)
         problem = self._missing_reference(schema, values)
         if problem is not None:
             return problem
@@ -420,12 +425,14 @@ def _project(row: dict[str, Any], columns: list[Column], expands: list[Expand]) 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def data_routes(store: Store, *, max_file_bytes: int) -> list[BaseRoute]:
+def data_routes(
+    store: Store, *, max_file_bytes: int, ignore_client_ids: bool = False
+) -> list[BaseRoute]:
     """All data routes, relative to the workspace base (``/odata/...``, ``/rest/...``)."""
     from .batch import BatchApi
     from .fileapi import FileApi
 
-    api = ODataApi(store, max_file_bytes)
+    api = ODataApi(store, max_file_bytes, ignore_client_ids=ignore_client_ids)
     methods = ["GET", "POST", "PATCH", "MERGE", "PUT", "DELETE"]
     odata: list[BaseRoute] = [
         Route("/odata/$metadata", api.metadata, methods=["GET"]),

@@ -48,6 +48,10 @@ class EmulatorOptions:
     max_request_bytes: int = 30_000_000
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     faults: str | None = None
+    #: OData creates get an Id of the server's choosing, whatever Id the client sent: a
+    #: Creatio that ignores the client's Id (contract section 10, open question 7; by default
+    #: the emulator honours it, decision 8.5)
+    ignore_client_ids: bool = False
     tls_cert: Path | None = None  # PEM certificate (chain), server certificate first
     tls_key: Path | None = None  # PEM private key of that certificate, unencrypted
 

@@ -303,6 +303,17 @@ class Lifecycle(Store):
         assert claim.record_id is not None
         return claim.record_id
 
+    def set_record_id(self, file_id: int, *, now: float, record_id: str) -> FileRow:
+        """An ``uploading`` row's record got another Id than the one claimed (a Creatio that
+        ignores the client's Id): written down durably before any content is sent, so a
+        crash leads to that record being completed, not to a second one."""
+        with self._write(durable=True) as conn:
+            found = self._update(conn, file_id, now, (State.UPLOADING,), record_id=record_id)
+            if found is None:
+                self._get(conn, file_id)  # no such row: says so
+                raise JournalError(f"file #{file_id} is not uploading", path=str(self.path))
+            return found
+
     def mark_uploaded(self, file_id: int, *, now: float, sha256: str | None = None) -> FileRow:
         """uploading -> uploaded: the content in Creatio is verified. ``sha256``: the hash of
         a large file taken while it was sent (its row had none)."""
