@@ -103,6 +103,23 @@ def test_move_never_overwrites(tmp_path: Path) -> None:
     assert got == {"a.pdf": "content 0", "a (1).pdf": "content 1", "a (2).pdf": "content 2"}
 
 
+def test_a_move_cut_short_after_its_link_is_finished_not_copied_again(tmp_path: Path) -> None:
+    """A crash between the link into the archive and the unlink from the inbox leaves one
+    file under two names: the next move only removes the inbox name (no `x (1).pdf`)."""
+    src = tmp_path / "inbox" / "x.pdf"
+    src.parent.mkdir()
+    src.write_bytes(b"one file")
+    dest = tmp_path / "archive" / "x.pdf"
+    dest.parent.mkdir()
+    os.link(src, dest)  # the link happened, the unlink did not
+    assert LocalFolders().move(src, dest) == dest
+    assert not src.exists()
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["x.pdf"]
+    other = tmp_path / "inbox" / "x.pdf"
+    other.write_bytes(b"another file, same name")
+    assert LocalFolders().move(other, dest).name == "x (1).pdf"  # a different file: kept apart
+
+
 def test_move_across_file_systems_copies_without_overwriting(tmp_path: Path) -> None:
     shm = Path("/dev/shm")
     if (

@@ -198,6 +198,8 @@ class LocalFolders:
             try:
                 os.link(src.name, name, src_dir_fd=src_fd, dst_dir_fd=dest_fd)
             except FileExistsError:
+                if _same_file(src.name, src_fd, name, dest_fd):
+                    break  # linked by a move a crash cut short: only the unlink is left
                 continue
             except OSError as exc:
                 if exc.errno == errno.EXDEV:
@@ -303,6 +305,16 @@ class LocalFolders:
         finally:
             os.close(dir_fd)
         return final
+
+
+def _same_file(a: str, a_dir: int, b: str, b_dir: int) -> bool:
+    """Both names are links to one file (neither followed if it is a symlink)."""
+    try:
+        sa = os.lstat(a, dir_fd=a_dir)
+        sb = os.lstat(b, dir_fd=b_dir)
+    except OSError:
+        return False
+    return stat.S_ISREG(sa.st_mode) and (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
 def _lexists(name: str, dir_fd: int) -> bool:
