@@ -6,14 +6,17 @@ middle of uploads, a graceful restart in the middle of a batch, Creatio down the
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import signal
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from creatio_attach.emulator import EmbeddedEmulator
+from creatio_attach.journal import Journal, State
 from tests.conftest import wait_for
 from tests.daemon_helpers import Site, running_service, start_daemon, stop_daemon, wait_ready
 
@@ -174,13 +177,43 @@ def test_sigterm_lets_the_upload_in_flight_finish_and_exits_0(site: Site) -> Non
 def _crash_left_it_at(site: Site, state: str, location: Path) -> None:
     """The journal as a crash between a move and the write of its new place leaves it: the
     row still names ``location`` (in the inbox), while the file is already elsewhere."""
-    from creatio_attach.journal import Journal, State
-
     with Journal.open(site.state) as journal:
         (row,) = journal.by_state(State(state))
         if state == "failed":
             row = journal.requeue(row.id, now=row.updated_at)  # as `retry --all-failed` does
         journal.set_location(row.id, now=row.updated_at, location=str(location))
+
+
+@contextlib.contextmanager
+def _ready_row(
+    site: Site, file: Path, case_id: str, *, name: str | None = None
+) -> Iterator[tuple[Journal, int]]:
+    """The journal, open, with a ``ready`` row for ``file`` (found, typed and routed to the
+    Case, as the daemon leaves it) and that row's id; the test takes the row further, as a
+    crash would leave it. The row names the inbox path of the file's name, wherever the test
+    put the file."""
+    st = file.stat()
+    with Journal.open(site.state) as journal:
+        row, _ = journal.add(
+            inbox="cases",
+            path=file.name,
+            source_path=str(site.root / "cases" / file.name),
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            inode=st.st_ino,
+            now=time.time(),
+        )
+        sha = hashlib.sha256(file.read_bytes()).hexdigest()
+        journal.mark_ready(row.id, now=time.time(), sha256=sha, mime="text/plain")
+        journal.set_target(
+            row.id,
+            now=time.time(),
+            target="CaseFile",
+            parent_schema="Case",
+            parent_id=case_id,
+            record_name=name or file.name,
+        )
+        yield journal, row.id
 
 
 def test_a_file_moved_to_the_unmatched_folder_just_before_a_crash_is_found_again(
@@ -226,9 +259,6 @@ def test_a_duplicate_archived_just_before_a_crash_is_recorded_after_the_restart(
 ) -> None:
     """The copy of a file already on its Case was moved to the archive, and the process died
     before the journal recorded it as a duplicate: the row still waits, naming the inbox."""
-    import time
-
-    from creatio_attach.journal import Journal
 
     case_id = site.case("SR72")
     inbox = site.inbox()
@@ -240,28 +270,8 @@ def test_a_duplicate_archived_just_before_a_crash_is_recorded_after_the_restart(
     archive = inbox / ".archive" / time.strftime("%Y-%m-%d")
     copy = archive / "SR72_copy.txt"
     copy.write_bytes(body)  # where the move put it before the crash
-    st = copy.stat()
-    with Journal.open(site.state) as journal:
-        row, _ = journal.add(
-            inbox="cases",
-            path="SR72_copy.txt",
-            source_path=str(inbox / "SR72_copy.txt"),
-            size=st.st_size,
-            mtime_ns=st.st_mtime_ns,
-            inode=st.st_ino,
-            now=time.time(),
-        )
-        journal.mark_ready(
-            row.id, now=time.time(), sha256=hashlib.sha256(body).hexdigest(), mime="text/plain"
-        )
-        journal.set_target(
-            row.id,
-            now=time.time(),
-            target="CaseFile",
-            parent_schema="Case",
-            parent_id=case_id,
-            record_name="SR72_copy.txt",
-        )
+    with _ready_row(site, copy, case_id):
+        pass  # ready, its file already in the archive: what the crash left
     with running_service(config):
         wait_for(lambda: site.state_count("duplicate") == 1, timeout=15, what="the duplicate")
     assert site.state_count("gone") == 0
@@ -277,9 +287,6 @@ def test_a_sidecar_left_by_a_crash_after_its_file_was_archived_follows_the_file(
     followed and before ``done``: the sidecar must not be taken as a file of its own, and the
     row must say where the file went."""
     import json
-    import time
-
-    from creatio_attach.journal import Journal, State
 
     case_id = site.case("SR73")
     inbox = site.inbox()
@@ -291,28 +298,9 @@ def test_a_sidecar_left_by_a_crash_after_its_file_was_archived_follows_the_file(
     moved.write_bytes(body)
     sidecar = inbox / "SR73_doc.txt.json"
     sidecar.write_text(json.dumps({"name": "Contract 73"}))
-    st = moved.stat()
-    with Journal.open(site.state) as journal:
-        row, _ = journal.add(
-            inbox="cases",
-            path="SR73_doc.txt",
-            source_path=str(inbox / "SR73_doc.txt"),
-            size=st.st_size,
-            mtime_ns=st.st_mtime_ns,
-            inode=st.st_ino,
-            now=time.time(),
-        )
-        journal.mark_ready(row.id, now=time.time(), sha256=hashlib.sha256(body).hexdigest())
-        journal.set_target(
-            row.id,
-            now=time.time(),
-            target="CaseFile",
-            parent_schema="Case",
-            parent_id=case_id,
-            record_name="Contract 73",
-        )
-        journal.claim_record_id(row.id, now=time.time())
-        journal.mark_uploaded(row.id, now=time.time())
+    with _ready_row(site, moved, case_id, name="Contract 73") as (journal, row_id):
+        journal.claim_record_id(row_id, now=time.time())
+        journal.mark_uploaded(row_id, now=time.time())
     with running_service(config):
         wait_for(lambda: site.state_count("done") == 1, timeout=15, what="finished")
         wait_for(lambda: not sidecar.exists(), timeout=5, what="the sidecar moved")
@@ -329,9 +317,6 @@ def test_a_site_that_ignores_the_id_gets_one_record_after_a_crash_mid_upload(
 ) -> None:
     """On a Creatio that picks its own record Ids, the daemon writes the Id it was given
     before sending the content; after a crash the restart completes that record."""
-    import time
-
-    from creatio_attach.journal import Journal, State
 
     site = Site(tmp_path, emulator_factory(ignore_client_ids=True))
     case_id = site.case("SR74")
@@ -352,28 +337,9 @@ def test_a_site_that_ignores_the_id_gets_one_record_after_a_crash_mid_upload(
     body = b"second\n"
     path = inbox / "SR74_second.txt"
     path.write_bytes(body)
-    st = path.stat()
-    with Journal.open(site.state) as journal:
-        row, _ = journal.add(
-            inbox="cases",
-            path=path.name,
-            source_path=str(path),
-            size=st.st_size,
-            mtime_ns=st.st_mtime_ns,
-            inode=st.st_ino,
-            now=time.time(),
-        )
-        journal.mark_ready(row.id, now=time.time(), sha256=hashlib.sha256(body).hexdigest())
-        journal.set_target(
-            row.id,
-            now=time.time(),
-            target="CaseFile",
-            parent_schema="Case",
-            parent_id=case_id,
-            record_name=path.name,
-        )
-        journal.claim_record_id(row.id, now=time.time())
-        journal.set_record_id(row.id, now=time.time(), record_id=server_id)
+    with _ready_row(site, path, case_id) as (journal, row_id):
+        journal.claim_record_id(row_id, now=time.time())
+        journal.set_record_id(row_id, now=time.time(), record_id=server_id)
     with running_service(config):
         wait_for(lambda: site.state_count("done") == 2, timeout=15, what="recovered")
     stored = {f["id"]: f["sha256"] for f in site.files()}
