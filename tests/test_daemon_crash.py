@@ -347,3 +347,39 @@ def test_a_site_that_ignores_the_id_gets_one_record_after_a_crash_mid_upload(
         first.record_id: hashlib.sha256(b"first\n").hexdigest(),
         server_id: hashlib.sha256(body).hexdigest(),
     }
+
+
+@pytest.mark.parametrize("where", ["name taken", "other file system"])
+def test_a_file_moved_under_another_name_or_to_another_file_system_is_found_too(
+    site: Site, where: str
+) -> None:
+    """The move gave it ``x (1).txt`` (the name was taken), or copied it to an unmatched
+    folder on another file system (a new inode; the copy keeps size, mtime and content)."""
+    import shutil
+
+    keys: dict[str, object] = {"unmatched_retry": {"every": "0.5s", "for": "1h"}}
+    shm = Path("/dev/shm") / f"creatio-attach-unmatched-{id(site)}"
+    if where == "other file system":
+        keys["unmatched_dir"] = str(shm)
+    inbox = site.inbox(**keys)
+    unmatched = shm if where == "other file system" else inbox / ".unmatched"
+    if where == "name taken":
+        unmatched.mkdir()
+        (unmatched / "SR75_doc.txt").write_text("another file of that name\n")
+    config = site.write_config()
+    source = inbox / "SR75_doc.txt"
+    try:
+        with running_service(config):
+            source.write_text("waits for its case\n")
+            wait_for(lambda: site.state_count("unmatched") == 1, timeout=15, what="unmatched")
+            wait_for(lambda: not source.exists(), timeout=5, what="moved")
+        _crash_left_it_at(site, "unmatched", source)
+        site.case("SR75")
+        with running_service(config):
+            wait_for(lambda: site.state_count("done") == 1, timeout=15, what="uploaded after all")
+        assert site.state_count("gone") == 0
+        assert [f["sha256"] for f in site.files()] == [
+            hashlib.sha256(b"waits for its case\n").hexdigest()
+        ]
+    finally:
+        shutil.rmtree(shm, ignore_errors=True)

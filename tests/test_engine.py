@@ -17,9 +17,15 @@ from typing import Any
 
 import pytest
 
+from creatio_attach.confine import Roots
 from creatio_attach.dispose import NAME_MAX, LocalFolders, candidate_names
 from creatio_attach.engine import NOTE_BATCH, Engine
-from creatio_attach.errors import CreatioRejected, CreatioUnavailable, ParentNotFound
+from creatio_attach.errors import (
+    CreatioRejected,
+    CreatioUnavailable,
+    FileProblem,
+    ParentNotFound,
+)
 from creatio_attach.events import FileEvent
 from creatio_attach.journal import Journal, State
 from creatio_attach.notify import Heartbeat, Notifier
@@ -121,12 +127,7 @@ def test_a_move_cut_short_after_its_link_is_finished_not_copied_again(tmp_path: 
 
 
 def test_move_across_file_systems_copies_without_overwriting(tmp_path: Path) -> None:
-    shm = Path("/dev/shm")
-    if (
-        not (shm.is_dir() and os.access(shm, os.W_OK))
-        or shm.stat().st_dev == tmp_path.stat().st_dev
-    ):
-        pytest.fail("this test needs /dev/shm on another file system than tmp_path")
+    shm = _other_file_system(tmp_path)
     src = shm / f"creatio-attach-test-{os.getpid()}.pdf"
     src.write_bytes(b"%PDF cross device")
     (tmp_path / "a.pdf").write_bytes(b"already here")
@@ -135,6 +136,76 @@ def test_move_across_file_systems_copies_without_overwriting(tmp_path: Path) -> 
     assert final.read_bytes() == b"%PDF cross device"
     assert (tmp_path / "a.pdf").read_bytes() == b"already here"
     assert not src.exists()
+
+
+def _other_file_system(tmp_path: Path) -> Path:
+    shm = Path("/dev/shm")
+    if (
+        not (shm.is_dir() and os.access(shm, os.W_OK))
+        or shm.stat().st_dev == tmp_path.stat().st_dev
+    ):
+        pytest.fail("this test needs /dev/shm on another file system than tmp_path")
+    return shm
+
+
+def test_a_move_links_a_swapped_in_symlink_as_the_link_never_its_target(tmp_path: Path) -> None:
+    """``linkat`` follows a symlink when asked to: the archive would get a hard link to any
+    file the daemon can reach on that file system."""
+    secret = tmp_path / "secret"
+    secret.write_text("TOP SECRET")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "x.pdf").symlink_to(secret)  # swapped in after the checks
+    folders = LocalFolders(roots=Roots([inbox]))
+    final = folders.move(inbox / "x.pdf", inbox / ".archive" / "x.pdf")
+    assert final.is_symlink()  # the link itself went, not the file it points to
+    assert secret.stat().st_nlink == 1
+
+
+def test_a_copy_across_file_systems_that_cannot_read_its_source_leaks_no_descriptor(
+    tmp_path: Path,
+) -> None:
+    shm = _other_file_system(tmp_path)
+    inbox = shm / f"creatio-attach-inbox-{os.getpid()}"
+    inbox.mkdir()
+    try:
+        (tmp_path / "secret").write_text("TOP SECRET")
+        (inbox / "x.pdf").symlink_to(tmp_path / "secret")  # refused: O_NOFOLLOW
+        folders = LocalFolders(roots=Roots([inbox, tmp_path]))
+        before = len(list(Path("/proc/self/fd").iterdir()))
+        for _ in range(20):
+            with pytest.raises(FileProblem):
+                folders.move(inbox / "x.pdf", tmp_path / "archive" / "x.pdf")
+        assert len(list(Path("/proc/self/fd").iterdir())) == before
+        assert not (tmp_path / "archive" / "x.pdf").exists()  # nothing half made
+    finally:
+        shutil.rmtree(inbox)
+
+
+def test_a_folder_outside_the_inbox_is_made_with_its_fixed_part(tmp_path: Path) -> None:
+    """``archive_dir = "/srv/archive/{date}"``: ``/srv/archive`` may not exist yet."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "x.pdf").write_text("x")
+    root = tmp_path / "srv" / "archive"
+    folders = LocalFolders(roots=Roots([inbox], [root]))
+    final = folders.move(inbox / "x.pdf", root / "2026-11-28" / "x.pdf")
+    assert final == root / "2026-11-28" / "x.pdf" and final.read_text() == "x"
+
+
+def test_a_move_onto_its_own_place_keeps_the_file(tmp_path: Path) -> None:
+    """A file found in the archive after a crash is "archived" where it already is."""
+    archive = tmp_path / "inbox" / ".archive"
+    archive.mkdir(parents=True)
+    (archive / "x.pdf").write_text("the only copy")
+    folders = LocalFolders(roots=Roots([tmp_path / "inbox"]))
+    assert folders.move(archive / "x.pdf", archive / "x.pdf") == archive / "x.pdf"
+    (archive / "x (1).pdf").write_text("moved there under a free name")
+    assert folders.move(archive / "x (1).pdf", archive / "x.pdf") == archive / "x (1).pdf"
+    assert sorted(p.read_text() for p in archive.iterdir()) == [
+        "moved there under a free name",
+        "the only copy",
+    ]
 
 
 # ---------------------------------------------------------------------------------------------

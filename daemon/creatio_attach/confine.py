@@ -88,7 +88,14 @@ class Roots:
             if create:
                 Path(path).mkdir(parents=True, exist_ok=True)
             return os.open(path, _DIR_FLAGS)
-        fd = os.open(root, _DIR_FLAGS)
+        try:
+            fd = os.open(root, _DIR_FLAGS)
+        except FileNotFoundError:
+            if not create:
+                raise
+            # the root itself is the administrator's (a symlink there is followed): made as is
+            Path(root).mkdir(parents=True, exist_ok=True)
+            fd = os.open(root, _DIR_FLAGS)
         try:
             here = Path(root)
             for part in Path(os.path.relpath(path, root)).parts if path != root else ():

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import json
 import os
 import secrets
@@ -178,6 +179,9 @@ class LocalFolders:
     def exists(self, path: Path) -> bool:
         return os.path.lexists(path)
 
+    def names_for(self, dest: Path, limit: int) -> list[Path]:
+        return [dest.with_name(n) for n in itertools.islice(candidate_names(dest.name), limit)]
+
     def move(self, src: Path, dest: Path) -> Path:
         """Move ``src`` to ``dest`` or, when that name is taken, ``dest (1)``...; returns the
         path it got. Parents are created. FileGone when ``src`` vanished."""
@@ -193,10 +197,17 @@ class LocalFolders:
 
     def _move(self, src: Path, src_fd: int, dest: Path, dest_fd: int) -> Path:
         folder = dest.parent
+        taken = itertools.islice(candidate_names(dest.name), 100)
+        if _same_folder(src_fd, dest_fd) and src.name in taken:
+            return src  # already there (a file found in the archive after a crash)
         for name in candidate_names(dest.name):
             target = folder / name
             try:
-                os.link(src.name, name, src_dir_fd=src_fd, dst_dir_fd=dest_fd)
+                # follow_symlinks=False: a symlink swapped in is linked as the link it is,
+                # never as the file it points to (linkat without AT_SYMLINK_FOLLOW)
+                os.link(
+                    src.name, name, src_dir_fd=src_fd, dst_dir_fd=dest_fd, follow_symlinks=False
+                )
             except FileExistsError:
                 if _same_file(src.name, src_fd, name, dest_fd):
                     break  # linked by a move a crash cut short: only the unlink is left
@@ -215,6 +226,11 @@ class LocalFolders:
                         raise _translate(again, src, "move the file") from again
                     self._moved_into(folder, dest_fd)
                     return target
+                if exc.errno == errno.ENOENT and _lexists(src.name, src_fd):
+                    # the file is there: the destination folder went away meanwhile
+                    raise FileUnreadable(
+                        "cannot move the file: the destination folder vanished", path=str(dest)
+                    ) from exc
                 raise _translate(exc, src, "move the file") from exc
             break
         else:
@@ -234,35 +250,41 @@ class LocalFolders:
     def _copy_exclusive(src: Path, src_fd: int, target: Path, dest_fd: int) -> bool:
         """Copy across file systems without replacing anything; False when the name is taken.
         The source is not followed if it is a symlink (``O_NOFOLLOW``)."""
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
-            out = os.open(
-                target.name,
-                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
-                0o640,
-                dir_fd=dest_fd,
-            )
-        except FileExistsError:
-            return False
+            inp = os.open(src.name, flags, dir_fd=src_fd)  # first: nothing to undo if it fails
         except OSError as exc:
-            raise _translate(exc, target, "create the copy") from exc
-        try:
-            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-            inp = os.open(src.name, flags, dir_fd=src_fd)
-            with os.fdopen(inp, "rb") as fin, os.fdopen(out, "wb") as fout:
-                st = os.fstat(inp)
-                if not stat.S_ISREG(st.st_mode):
-                    raise FileUnreadable("not a regular file any more", path=str(src))
-                shutil.copyfileobj(fin, fout, 1 << 20)
-                fout.flush()
-                os.fchmod(fout.fileno(), stat.S_IMODE(st.st_mode))
-                os.utime(fout.fileno(), ns=(st.st_atime_ns, st.st_mtime_ns))
-                os.fsync(fout.fileno())
-        except BaseException as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(target.name, dir_fd=dest_fd)
-            if isinstance(exc, OSError):
-                raise _translate(exc, src, "copy the file") from exc
-            raise
+            raise _translate(exc, src, "copy the file") from exc
+        with os.fdopen(inp, "rb") as fin:
+            try:
+                out = os.open(
+                    target.name,
+                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
+                    0o640,
+                    dir_fd=dest_fd,
+                )
+            except FileExistsError:
+                return False
+            except OSError as exc:  # a destination problem, never "gone"
+                raise FileUnreadable(
+                    f"cannot create the copy: {exc.strerror}", path=str(target)
+                ) from exc
+            try:
+                with os.fdopen(out, "wb") as fout:
+                    st = os.fstat(inp)
+                    if not stat.S_ISREG(st.st_mode):
+                        raise FileUnreadable("not a regular file any more", path=str(src))
+                    shutil.copyfileobj(fin, fout, 1 << 20)
+                    fout.flush()
+                    os.fchmod(fout.fileno(), stat.S_IMODE(st.st_mode))
+                    os.utime(fout.fileno(), ns=(st.st_atime_ns, st.st_mtime_ns))
+                    os.fsync(fout.fileno())
+            except BaseException as exc:
+                with contextlib.suppress(OSError):
+                    os.unlink(target.name, dir_fd=dest_fd)
+                if isinstance(exc, OSError):
+                    raise _translate(exc, src, "copy the file") from exc
+                raise
         return True
 
     def delete(self, path: Path) -> None:
@@ -305,6 +327,11 @@ class LocalFolders:
         finally:
             os.close(dir_fd)
         return final
+
+
+def _same_folder(a_dir: int, b_dir: int) -> bool:
+    a, b = os.fstat(a_dir), os.fstat(b_dir)
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _same_file(a: str, a_dir: int, b: str, b_dir: int) -> bool:

@@ -71,6 +71,8 @@ _stdlib_log = logging.getLogger(__name__)
 WAITING = (State.READY, State.RETRY_WAIT, State.UNMATCHED)
 #: an archiving or deletion that failed is tried again after retry_cap, at most this long
 DISPOSE_RETRY_CAP = 300.0
+#: names looked at per folder for a file a crash may have moved (``x.pdf``, ``x (1).pdf``...)
+FIND_NAMES = 20
 
 
 class Outcomes:
@@ -193,10 +195,11 @@ class Outcomes:
         try:
             if policy.after == "archive":
                 folder = policy.folder_for(policy.archive_dir, self.clock.now())
-                final = row.location
+                place = row.location
                 if not inside_folder(row.location, folder):
-                    final = str(self.folders.move(Path(row.location), folder / row.path))
-                self.folders.write_json(Path(final + ".duplicate.json"), note)
+                    place = str(self.folders.move(Path(row.location), folder / row.path))
+                final = place  # recorded only once the file is there
+                self.folders.write_json(Path(place + ".duplicate.json"), note)
             elif policy.after == "delete":
                 self.folders.delete(Path(row.location))
         except FileProblem as exc:
@@ -228,10 +231,19 @@ class Outcomes:
         traceback, and the reason ``internal`` shows in ``status``."""
         try:
             row = self.journal.get(row_id)
-            if row.state not in (*WAITING, State.UPLOADING):
-                return
             delay = next_retry_delay(row.attempts + 1, base=self.retry_base, cap=self.retry_cap)
             now = self.clock.now()
+            if row.state is State.UPLOADED:  # due again for its disposal: not at once
+                row = self.journal.defer_disposal(
+                    row.id,
+                    now=now,
+                    next_attempt_at=now + delay,
+                    error=ErrorNote.from_exception(exc),
+                )
+                self._event("file.dispose_failed", row, level="error", error=str(exc))
+                return
+            if row.state not in (*WAITING, State.UPLOADING):
+                return
             row = self.journal.mark_retry(
                 row.id, now=now, next_attempt_at=now + delay, error=ErrorNote.from_exception(exc)
             )
@@ -328,27 +340,46 @@ class Outcomes:
     def _find_moved(self, row: FileRow) -> FileRow | None:
         """The row, its location corrected, when its file is not where the row says but where
         a crash may have left it: moved into the unmatched, failed or archive folder (a
-        duplicate), or still in the inbox, just before its new place was written down. The
-        same inode and size tell it is that very file (a move keeps the inode). None when it
-        is nowhere to be found."""
+        duplicate), or still in the inbox, just before its new place was written down.
+
+        Looked for under its name and the names a move takes when that one is taken
+        (``x (1).pdf``...), in today's and yesterday's dated folders. It is that very file when
+        it has the row's size and either its inode (a move on one file system keeps it) or
+        its mtime and content (a copy to another file system keeps the mtime). None when it
+        is nowhere to be found.
+        """
         policy = self._policy(row)
-        if policy is None or row.inode is None:
+        if policy is None:
             return None
         now = self.clock.now()
-        places = [row.source_path] if row.source_path else []
+        places = [Path(row.source_path)] if row.source_path else []
         for template in (policy.unmatched_dir, policy.failed_dir, policy.archive_dir):
-            places.append(str(policy.folder_for(template, now) / row.path))
+            folders = dict.fromkeys(policy.folder_for(template, t) for t in (now, now - 86_400))
+            for folder in folders:
+                places += self.folders.names_for(folder / row.path, FIND_NAMES)
         for place in places:
-            if place == row.location:
+            if str(place) == row.location:
                 continue
-            try:
-                snap = self.inspector.snapshot(Path(place))
-            except FileProblem:
-                continue
-            if snap.inode == row.inode and snap.size == row.size:
-                self._event("file.found_moved", row, level="warning", location=place)
-                return self.journal.set_location(row.id, now=now, location=place)
+            if self._is_that_file(row, place):
+                self._event("file.found_moved", row, level="warning", location=str(place))
+                return self.journal.set_location(row.id, now=now, location=str(place))
         return None
+
+    def _is_that_file(self, row: FileRow, place: Path) -> bool:
+        try:
+            snap = self.inspector.snapshot(place)
+        except FileProblem:
+            return False
+        if snap.size != row.size:
+            return False
+        if row.inode is not None and snap.inode == row.inode:
+            return True
+        if snap.mtime_ns != row.mtime_ns or row.sha256 is None:
+            return False
+        try:
+            return self.inspector.sha256(place) == row.sha256
+        except FileProblem:
+            return False
 
     def _discard(self, file_object: str, record_id: str) -> None:
         """Best effort: delete a record we claimed but will not use (the next claim for this
