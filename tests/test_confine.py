@@ -81,12 +81,23 @@ def test_folders_are_made_on_the_way_and_a_planted_symlink_is_refused(
     assert sorted(p.name for p in outside.iterdir()) == ["doc.txt"]  # nothing made there
 
 
-def test_the_innermost_inbox_and_other_roots(tmp_path: Path) -> None:
+def test_the_outermost_inbox_and_the_innermost_other_root(tmp_path: Path) -> None:
     outer, inner, archive = tmp_path / "a", tmp_path / "a" / "b", tmp_path / "arch"
-    roots = Roots([outer, inner], [archive, outer / ".archive"])
-    assert roots.root_of(inner / "x") == str(inner)
+    roots = Roots([outer, inner], [archive, archive / "2026", outer / ".archive"])
+    # a nested inbox is walked from the outer one: its folder may not be swapped either
+    assert roots.root_of(inner / "x") == str(outer)
     assert roots.root_of(outer / ".archive" / "d" / "x") == str(outer)  # walked from the inbox
     assert roots.root_of(archive / "2026-11-28" / "x") == str(archive)
+    assert roots.root_of(archive / "2026" / "x") == str(archive / "2026")
     assert roots.root_of(tmp_path / "elsewhere") is None
     roots.replace([inner])
     assert roots.root_of(outer / "x") is None
+    assert roots.root_of(inner / "x") == str(inner)
+
+
+def test_a_nested_inbox_swapped_for_a_symlink_is_refused(tree: tuple[Path, Path]) -> None:
+    inbox, outside = tree
+    (inbox / "SR1").rename(inbox / "SR1.moved")
+    (inbox / "SR1").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(SymlinkRefused):  # SR1 is an inbox of its own, nested in the other
+        read(Roots([inbox, inbox / "SR1"]), inbox / "SR1" / "doc.txt")

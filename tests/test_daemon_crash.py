@@ -383,3 +383,29 @@ def test_a_file_moved_under_another_name_or_to_another_file_system_is_found_too(
         ]
     finally:
         shutil.rmtree(shm, ignore_errors=True)
+
+
+def test_a_copy_of_another_file_in_the_archive_is_not_taken_for_a_missing_file(
+    site: Site,
+) -> None:
+    """A waiting file deleted by its owner, while a copy of it (``cp -p``: same content and
+    mtime, another inode) lies in the archive as a file of its own: the row is ``gone``, the
+    other file is left alone."""
+    import shutil
+
+    case_id = site.case("SR76")
+    inbox = site.inbox()
+    config = site.write_config()
+    with running_service(config):
+        (inbox / "SR76_doc.txt").write_text("the same words\n")
+        wait_for(lambda: site.state_count("done") == 1, timeout=15, what="the first one")
+    (archived,) = [p for p in (inbox / ".archive").rglob("SR76_doc.txt")]
+    again = inbox / "SR76_doc.txt"
+    shutil.copy2(archived, again)  # dropped again, mtime kept
+    with _ready_row(site, again, case_id):
+        pass
+    again.unlink()  # its owner took it back before the daemon looked
+    with running_service(config):
+        wait_for(lambda: site.state_count("gone") == 1, timeout=15, what="gone")
+    assert archived.read_text() == "the same words\n"
+    assert len(site.files()) == 1

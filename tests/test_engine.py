@@ -194,7 +194,8 @@ def test_a_folder_outside_the_inbox_is_made_with_its_fixed_part(tmp_path: Path) 
 
 
 def test_a_move_onto_its_own_place_keeps_the_file(tmp_path: Path) -> None:
-    """A file found in the archive after a crash is "archived" where it already is."""
+    """A file found in the archive after a crash is "archived" where it already is, under
+    whatever name it has there."""
     archive = tmp_path / "inbox" / ".archive"
     archive.mkdir(parents=True)
     (archive / "x.pdf").write_text("the only copy")
@@ -202,10 +203,32 @@ def test_a_move_onto_its_own_place_keeps_the_file(tmp_path: Path) -> None:
     assert folders.move(archive / "x.pdf", archive / "x.pdf") == archive / "x.pdf"
     (archive / "x (1).pdf").write_text("moved there under a free name")
     assert folders.move(archive / "x (1).pdf", archive / "x.pdf") == archive / "x (1).pdf"
+    (archive / "x (150).pdf").write_text("far down the list of free names")
+    assert folders.move(archive / "x (150).pdf", archive / "x.pdf") == archive / "x (150).pdf"
     assert sorted(p.read_text() for p in archive.iterdir()) == [
+        "far down the list of free names",
         "moved there under a free name",
         "the only copy",
     ]
+
+
+def test_a_move_across_file_systems_cut_short_after_its_copy_makes_no_second_copy(
+    tmp_path: Path,
+) -> None:
+    """The copy was complete and the source not removed yet: the next move finds its own
+    copy (same size, mtime and content) and only removes the source."""
+    shm = _other_file_system(tmp_path)
+    src = shm / f"creatio-attach-cut-{os.getpid()}.pdf"
+    src.write_bytes(b"%PDF moved across")
+    dest = tmp_path / "archive" / "x.pdf"
+    dest.parent.mkdir()
+    shutil.copy2(src, dest)  # what the cut-short move left: a full copy, mtime kept
+    try:
+        assert LocalFolders().move(src, dest) == dest
+        assert not src.exists()
+        assert sorted(p.name for p in dest.parent.iterdir()) == ["x.pdf"]
+    finally:
+        src.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------

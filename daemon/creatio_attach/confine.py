@@ -13,7 +13,8 @@ Roots are the inbox folders and, for an archive, failed or unmatched folder outs
 inbox, its fixed part (``/srv/archive`` for ``/srv/archive/{date}``). A root itself and the
 folders above it belong to the administrator: a symlink there is followed. A path inside an
 inbox is walked from that inbox's folder (so ``{folder}/.archive`` may not be a symlink
-either); a path below no root (the one-shot commands) is used as given.
+either; an inbox nested in another is walked from the outer one, so neither may its folder);
+a path below no root (the one-shot commands) is used as given.
 
 Raises ``OSError`` only: the callers (``detect``, ``dispose``) translate it into their own
 errors, ``SymlinkRefused`` included. Imports nothing from the project.
@@ -59,16 +60,18 @@ class Roots:
 
     def replace(self, inboxes: Iterable[str | Path], others: Iterable[str | Path] = ()) -> None:
         """``inboxes``: inbox folders; ``others``: archive/failed/unmatched roots outside them."""
-        # innermost first: a path belongs to the innermost inbox (or other root) holding it
+        # inboxes outermost first: an inbox nested in another is walked from the outer one
+        # (whoever may write the outer inbox could swap the inner folder for a symlink);
+        # other roots innermost first
         norm = sorted({_norm(p) for p in inboxes}, key=len)
         rest = sorted({_norm(p) for p in others}, key=len)
         with self._lock:
-            self._inboxes, self._others = tuple(reversed(norm)), tuple(reversed(rest))
+            self._inboxes, self._others = tuple(norm), tuple(reversed(rest))
 
     def root_of(self, path: str | Path) -> str | None:
-        """The root a path is walked from: the innermost inbox folder holding it (an inbox
-        nested in another is its own), else the innermost other root, else None (the path is
-        used as given)."""
+        """The root a path is walked from: the outermost inbox folder holding it (an inbox
+        nested in another is walked from the outer one), else the innermost other root, else
+        None (the path is used as given)."""
         p = _norm(path)
         with self._lock:
             inboxes, others = self._inboxes, self._others

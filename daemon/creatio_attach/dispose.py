@@ -35,7 +35,9 @@ project; reads errno here, never in the engine. No sqlite3, requests, magic or w
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import hashlib
 import itertools
 import json
 import os
@@ -184,7 +186,9 @@ class LocalFolders:
 
     def move(self, src: Path, dest: Path) -> Path:
         """Move ``src`` to ``dest`` or, when that name is taken, ``dest (1)``...; returns the
-        path it got. Parents are created. FileGone when ``src`` vanished."""
+        path it got. Parents are created. FileGone when ``src`` vanished. A file already in
+        ``dest``'s folder stays as it is (its path is returned). The inbox name is removed only
+        if it still names the file that was moved: a new version saved there meanwhile stays."""
         src_fd = self._folder(src.parent, "move the file")
         try:
             dest_fd = self._folder(dest.parent, "create the folder", create=True)
@@ -197,9 +201,10 @@ class LocalFolders:
 
     def _move(self, src: Path, src_fd: int, dest: Path, dest_fd: int) -> Path:
         folder = dest.parent
-        taken = itertools.islice(candidate_names(dest.name), 100)
-        if _same_folder(src_fd, dest_fd) and src.name in taken:
-            return src  # already there (a file found in the archive after a crash)
+        if _same_folder(src_fd, dest_fd):
+            return src  # already in that folder (e.g. found there after a crash): it stays
+        moved: tuple[int, int] | None = None  # (device, inode) of the file that was moved
+        copied = False
         for name in candidate_names(dest.name):
             target = folder / name
             try:
@@ -209,83 +214,94 @@ class LocalFolders:
                     src.name, name, src_dir_fd=src_fd, dst_dir_fd=dest_fd, follow_symlinks=False
                 )
             except FileExistsError:
-                if _same_file(src.name, src_fd, name, dest_fd):
-                    break  # linked by a move a crash cut short: only the unlink is left
+                if _same_file(src.name, src_fd, name, dest_fd) or _same_copy(
+                    src.name, src_fd, name, dest_fd
+                ):
+                    moved = _identity(src.name, src_fd)  # a move a crash cut short: finish it
+                    break
                 continue
             except OSError as exc:
                 if exc.errno == errno.EXDEV:
-                    if self._copy_exclusive(src, src_fd, target, dest_fd):
-                        break
-                    continue
+                    moved = self._copy_exclusive(src, src_fd, target, dest_fd)
+                    if moved is None:
+                        continue  # the name is taken
+                    copied = True
+                    break
                 if exc.errno in _NO_LINKS:
-                    if _lexists(name, dest_fd):
-                        continue
                     try:
-                        os.rename(src.name, name, src_dir_fd=src_fd, dst_dir_fd=dest_fd)
+                        if not _rename_no_replace(src.name, src_fd, name, dest_fd):
+                            continue  # the name is taken
                     except OSError as again:
-                        raise _translate(again, src, "move the file") from again
+                        raise _translate_move(again, src, src_fd, dest) from again
                     self._moved_into(folder, dest_fd)
                     return target
-                if exc.errno == errno.ENOENT and _lexists(src.name, src_fd):
-                    # the file is there: the destination folder went away meanwhile
-                    raise FileUnreadable(
-                        "cannot move the file: the destination folder vanished", path=str(dest)
-                    ) from exc
-                raise _translate(exc, src, "move the file") from exc
+                raise _translate_move(exc, src, src_fd, dest) from exc
+            moved = _identity(name, dest_fd)
             break
         else:
             raise FileUnreadable("no free name in the destination folder", path=str(dest))
-        try:
-            os.unlink(src.name, dir_fd=src_fd)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
+        if copied:  # across file systems: the copy's name is on disk before the source goes
             with contextlib.suppress(OSError):
-                os.unlink(target.name, dir_fd=dest_fd)
-            raise _translate(exc, src, "remove the file after copying it") from exc
+                os.fsync(dest_fd)
+        # the inbox name goes only if it is still the file that was moved: a new version saved
+        # meanwhile (an editor writes a temporary file and renames it) stays, as a new file
+        if moved is not None and _identity(src.name, src_fd) == moved:
+            try:
+                os.unlink(src.name, dir_fd=src_fd)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.unlink(target.name, dir_fd=dest_fd)
+                raise _translate(exc, src, "remove the file after copying it") from exc
         self._moved_into(folder, dest_fd)
         return target
 
     @staticmethod
-    def _copy_exclusive(src: Path, src_fd: int, target: Path, dest_fd: int) -> bool:
-        """Copy across file systems without replacing anything; False when the name is taken.
-        The source is not followed if it is a symlink (``O_NOFOLLOW``)."""
+    def _copy_exclusive(
+        src: Path, src_fd: int, target: Path, dest_fd: int
+    ) -> tuple[int, int] | None:
+        """Copy across file systems without replacing anything: into a temporary dotfile of
+        the destination folder, then put in place under ``target``'s name only if that is
+        free (None when it is taken). Returns the (device, inode) of the file copied. The
+        source is not followed if it is a symlink (``O_NOFOLLOW``); a copy cut short by a
+        crash is only ever a temporary dotfile, never input."""
         flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
             inp = os.open(src.name, flags, dir_fd=src_fd)  # first: nothing to undo if it fails
         except OSError as exc:
             raise _translate(exc, src, "copy the file") from exc
+        temp = f".{secrets.token_hex(8)}.moving"
         with os.fdopen(inp, "rb") as fin:
+            st = os.fstat(inp)
+            if not stat.S_ISREG(st.st_mode):
+                raise FileUnreadable("not a regular file any more", path=str(src))
             try:
                 out = os.open(
-                    target.name,
+                    temp,
                     os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
                     0o640,
                     dir_fd=dest_fd,
                 )
-            except FileExistsError:
-                return False
             except OSError as exc:  # a destination problem, never "gone"
                 raise FileUnreadable(
                     f"cannot create the copy: {exc.strerror}", path=str(target)
                 ) from exc
             try:
                 with os.fdopen(out, "wb") as fout:
-                    st = os.fstat(inp)
-                    if not stat.S_ISREG(st.st_mode):
-                        raise FileUnreadable("not a regular file any more", path=str(src))
                     shutil.copyfileobj(fin, fout, 1 << 20)
                     fout.flush()
                     os.fchmod(fout.fileno(), stat.S_IMODE(st.st_mode))
                     os.utime(fout.fileno(), ns=(st.st_atime_ns, st.st_mtime_ns))
                     os.fsync(fout.fileno())
+                placed = _place(temp, target.name, dest_fd)
             except BaseException as exc:
                 with contextlib.suppress(OSError):
-                    os.unlink(target.name, dir_fd=dest_fd)
+                    os.unlink(temp, dir_fd=dest_fd)
                 if isinstance(exc, OSError):
                     raise _translate(exc, src, "copy the file") from exc
                 raise
-        return True
+        return (st.st_dev, st.st_ino) if placed else None
 
     def delete(self, path: Path) -> None:
         try:
@@ -327,6 +343,89 @@ class LocalFolders:
         finally:
             os.close(dir_fd)
         return final
+
+
+def _identity(name: str, dir_fd: int) -> tuple[int, int] | None:
+    """(device, inode) of ``name`` itself; None when it is not there."""
+    try:
+        st = os.lstat(name, dir_fd=dir_fd)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _same_copy(a: str, a_dir: int, b: str, b_dir: int) -> bool:
+    """``b`` is a complete copy of ``a`` on another file system (a move across file systems
+    a crash cut short before the source went): same size, mtime and content."""
+    try:
+        sa = os.lstat(a, dir_fd=a_dir)
+        sb = os.lstat(b, dir_fd=b_dir)
+    except OSError:
+        return False
+    if not (stat.S_ISREG(sa.st_mode) and stat.S_ISREG(sb.st_mode)):
+        return False
+    if (sa.st_size, sa.st_mtime_ns) != (sb.st_size, sb.st_mtime_ns) or sa.st_dev == sb.st_dev:
+        return False
+    return _digest(a, a_dir) == _digest(b, b_dir)
+
+
+def _digest(name: str, dir_fd: int) -> str | None:
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        with os.fdopen(os.open(name, flags, dir_fd=dir_fd), "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def _place(temp: str, name: str, dir_fd: int) -> bool:
+    """Give the file ``temp`` the name ``name`` in the same folder, never replacing a file
+    of that name (False then); ``temp`` is gone afterwards either way."""
+    try:
+        os.link(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+    except FileExistsError:
+        os.unlink(temp, dir_fd=dir_fd)
+        return False
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+        return _rename_no_replace(temp, dir_fd, name, dir_fd)
+    os.unlink(temp, dir_fd=dir_fd)
+    return True
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_RENAMEAT2 = getattr(_LIBC, "renameat2", None)
+_RENAME_NOREPLACE = 1  # linux/fs.h
+
+
+def _rename_no_replace(src: str, src_dir: int, dest: str, dest_dir: int) -> bool:
+    """Rename, never replacing a file of the destination name (False when it is taken):
+    ``renameat2(RENAME_NOREPLACE)``, used where hard links are refused. Where the kernel or
+    the file system lacks that flag, the name is checked first (a tiny race remains there)."""
+    if _RENAMEAT2 is not None:
+        done = _RENAMEAT2(src_dir, os.fsencode(src), dest_dir, os.fsencode(dest), _RENAME_NOREPLACE)
+        if done == 0:
+            return True
+        code = ctypes.get_errno()
+        if code == errno.EEXIST:
+            return False
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise OSError(code, os.strerror(code), src)
+    if _lexists(dest, dest_dir):
+        return False
+    os.rename(src, dest, src_dir_fd=src_dir, dst_dir_fd=dest_dir)
+    return True
+
+
+def _translate_move(exc: OSError, src: Path, src_fd: int, dest: Path) -> FileProblem:
+    """A failed move: "gone" only when the file itself is gone; a destination folder that
+    vanished meanwhile is a destination problem."""
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR) and _lexists(src.name, src_fd):
+        return FileUnreadable(
+            "cannot move the file: the destination folder vanished", path=str(dest)
+        )
+    return _translate(exc, src, "move the file")
 
 
 def _same_folder(a_dir: int, b_dir: int) -> bool:

@@ -132,8 +132,7 @@ class Outcomes:
             if after == "archive" and policy is not None:
                 dest = policy.folder_for(policy.archive_dir, now) / row.path
                 final = self.folders.move(path, dest)
-                if self.folders.exists(sidecar):
-                    self.folders.move(sidecar, Path(str(final) + SIDECAR_SUFFIX))
+                self._follow(row, sidecar, final)
                 row = self.journal.mark_done(
                     row.id, now=self.clock.now(), disposition="archived", final_path=str(final)
                 )
@@ -148,8 +147,6 @@ class Outcomes:
                 row = self.journal.mark_done(
                     row.id, now=self.clock.now(), disposition="kept", final_path=None
                 )
-            if self.folders.exists(old_note):
-                self.folders.delete(old_note)  # a retried file from the failed folder
         except FileGone:
             row = self.journal.mark_done(
                 row.id, now=self.clock.now(), disposition="deleted", final_path=None
@@ -168,8 +165,24 @@ class Outcomes:
                 "file.dispose_failed", row, level="error", error=str(exc), wait_s=round(wait, 3)
             )
             return
+        try:
+            if self.folders.exists(old_note):
+                self.folders.delete(old_note)  # a retried file from the failed folder
+        except FileProblem as exc:
+            self._event("file.move_failed", row, level="warning", error=str(exc))
         self._event("file.done", row, disposition=row.disposition, final_path=row.final_path)
         self.observer.progress()
+
+    def _follow(self, row: FileRow, sidecar: Path, final: Path) -> None:
+        """The sidecar goes beside its file in the archive; one that vanished meanwhile is
+        none (the file's own fate stands), one that cannot be moved is said in the log."""
+        try:
+            if self.folders.exists(sidecar):
+                self.folders.move(sidecar, Path(str(final) + SIDECAR_SUFFIX))
+        except FileGone:
+            pass
+        except FileProblem as exc:
+            self._event("file.move_failed", row, level="warning", error=str(exc))
 
     def _duplicate(self, row: FileRow, policy: InboxPolicy, original: FileRow) -> None:
         """A duplicate (same content, same parent): archived with a note, deleted or kept.
@@ -343,38 +356,45 @@ class Outcomes:
         duplicate), or still in the inbox, just before its new place was written down.
 
         Looked for under its name and the names a move takes when that one is taken
-        (``x (1).pdf``...), in today's and yesterday's dated folders. It is that very file when
-        it has the row's size and either its inode (a move on one file system keeps it) or
-        its mtime and content (a copy to another file system keeps the mtime). None when it
+        (``x (1).pdf``...), in the dated folders of the row's last change, today and
+        yesterday; ``_is_that_file`` says whether a candidate is that very file. None when it
         is nowhere to be found.
         """
         policy = self._policy(row)
         if policy is None:
             return None
         now = self.clock.now()
+        try:  # "/." : the inbox's own file system, also when its folder is a symlink
+            home = self.inspector.snapshot(policy.folder / ".").device
+        except FileProblem:
+            return None
         places = [Path(row.source_path)] if row.source_path else []
         for template in (policy.unmatched_dir, policy.failed_dir, policy.archive_dir):
-            folders = dict.fromkeys(policy.folder_for(template, t) for t in (now, now - 86_400))
-            for folder in folders:
+            # the day of the row's last change (the move came right after it), today, yesterday
+            days = (row.updated_at, now, now - 86_400)
+            for folder in dict.fromkeys(policy.folder_for(template, t) for t in days):
                 places += self.folders.names_for(folder / row.path, FIND_NAMES)
         for place in places:
             if str(place) == row.location:
                 continue
-            if self._is_that_file(row, place):
+            if self._is_that_file(row, place, home):
                 self._event("file.found_moved", row, level="warning", location=str(place))
                 return self.journal.set_location(row.id, now=now, location=str(place))
         return None
 
-    def _is_that_file(self, row: FileRow, place: Path) -> bool:
+    def _is_that_file(self, row: FileRow, place: Path, home: int) -> bool:
+        """On the inbox's file system only the very file counts (a move keeps its inode and
+        mtime; a copy of it, ``cp -p`` included, has another inode). On another file system a
+        move copies: the same size, mtime and SHA-256."""
         try:
             snap = self.inspector.snapshot(place)
         except FileProblem:
             return False
-        if snap.size != row.size:
+        if (snap.size, snap.mtime_ns) != (row.size, row.mtime_ns):
             return False
-        if row.inode is not None and snap.inode == row.inode:
-            return True
-        if snap.mtime_ns != row.mtime_ns or row.sha256 is None:
+        if snap.device == home:
+            return snap.inode == row.inode
+        if row.sha256 is None:
             return False
         try:
             return self.inspector.sha256(place) == row.sha256
