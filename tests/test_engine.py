@@ -212,6 +212,24 @@ def test_a_move_onto_its_own_place_keeps_the_file(tmp_path: Path) -> None:
     ]
 
 
+def test_the_rename_used_where_hard_links_are_refused_never_replaces(tmp_path: Path) -> None:
+    """``renameat2(RENAME_NOREPLACE)``: the fallback of a move when ``link`` is refused (a
+    file system without hard links, or ``protected_hardlinks`` for a file the daemon does not
+    own)."""
+    from creatio_attach.dispose import _rename_no_replace
+
+    (tmp_path / "a").write_text("mine")
+    (tmp_path / "b").write_text("a person's file")
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert _rename_no_replace("a", fd, "b", fd) is False
+        assert (tmp_path / "b").read_text() == "a person's file"
+        assert _rename_no_replace("a", fd, "c", fd) is True
+    finally:
+        os.close(fd)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "c"]
+
+
 def test_a_move_across_file_systems_cut_short_after_its_copy_makes_no_second_copy(
     tmp_path: Path,
 ) -> None:
