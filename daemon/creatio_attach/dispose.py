@@ -457,17 +457,3 @@ def _split_note(name: str) -> tuple[str, str]:
         if name.endswith(tail) and len(name) > len(tail):
             return name[: -len(tail)], tail
     return name, ""
-
-
-def _sync_dir(folder: Path) -> None:
-    """fsync a folder so a rename in it survives a power cut (best effort)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -126,13 +126,13 @@ class Outcomes:
         """uploaded -> done: archive, delete or keep the file (and its sidecar)."""
         now = self.clock.now()
         path = Path(row.location)
-        sidecar = Path(row.location + SIDECAR_SUFFIX)
+        sidecar = Path(row.location + SIDECAR_SUFFIX)  # deleted with its file
         old_note = Path(row.location + ".error.json")
         try:
             if after == "archive" and policy is not None:
                 dest = policy.folder_for(policy.archive_dir, now) / row.path
                 final = self.folders.move(path, dest)
-                self._follow(row, sidecar, final)
+                self._move_sidecar(row, row.location, final)
                 row = self.journal.mark_done(
                     row.id, now=self.clock.now(), disposition="archived", final_path=str(final)
                 )
@@ -172,17 +172,6 @@ class Outcomes:
             self._event("file.move_failed", row, level="warning", error=str(exc))
         self._event("file.done", row, disposition=row.disposition, final_path=row.final_path)
         self.observer.progress()
-
-    def _follow(self, row: FileRow, sidecar: Path, final: Path) -> None:
-        """The sidecar goes beside its file in the archive; one that vanished meanwhile is
-        none (the file's own fate stands), one that cannot be moved is said in the log."""
-        try:
-            if self.folders.exists(sidecar):
-                self.folders.move(sidecar, Path(str(final) + SIDECAR_SUFFIX))
-        except FileGone:
-            pass
-        except FileProblem as exc:
-            self._event("file.move_failed", row, level="warning", error=str(exc))
 
     def _duplicate(self, row: FileRow, policy: InboxPolicy, original: FileRow) -> None:
         """A duplicate (same content, same parent): archived with a note, deleted or kept.
@@ -300,7 +289,7 @@ class Outcomes:
         if not inside_folder(row.location, folder):
             try:
                 final = self.folders.move(Path(row.location), folder / row.path)
-                self._move_sidecar(row.location, final)
+                self._move_sidecar(row, row.location, final)
                 row = self.journal.set_location(row.id, now=self.clock.now(), location=str(final))
             except FileProblem as exc2:
                 self._event("file.move_failed", row, level="warning", error=str(exc2))
@@ -323,7 +312,7 @@ class Outcomes:
                 if not inside_folder(row.location, folder) and self.folders.exists(final):
                     final = self.folders.move(final, folder / row.path)
                     moved = str(final)
-                    self._move_sidecar(row.location, final)
+                    self._move_sidecar(row, row.location, final)
             except FileProblem as exc:
                 problem = exc
         row = self.journal.mark_failed(row.id, now=self.clock.now(), error=note, location=moved)
@@ -340,10 +329,18 @@ class Outcomes:
         self._event("file.failed", row, level="warning", reason=note.reason, error=note.message)
         self.observer.file_failed(row.inbox, reason=note.reason)
 
-    def _move_sidecar(self, old_location: str, final: Path) -> None:
+    def _move_sidecar(self, row: FileRow, old_location: str, final: Path) -> None:
+        """The sidecar of the file that was at ``old_location`` goes beside it at ``final``.
+        One that vanished meanwhile is none (the file's own fate stands); one that cannot be
+        moved is said in the log and stays."""
         sidecar = Path(old_location + SIDECAR_SUFFIX)
-        if self.folders.exists(sidecar):
-            self.folders.move(sidecar, Path(str(final) + SIDECAR_SUFFIX))
+        try:
+            if self.folders.exists(sidecar):
+                self.folders.move(sidecar, Path(str(final) + SIDECAR_SUFFIX))
+        except FileGone:
+            pass
+        except FileProblem as exc:
+            self._event("file.move_failed", row, level="warning", error=str(exc))
 
     def _gone(self, row: FileRow) -> None:
         if row.state in (State.SEEN, *WAITING):

@@ -501,15 +501,13 @@ class Pipeline(Outcomes):
             moved = self._find_moved(row)
             if moved is not None:
                 final_path = moved.location
-        sidecar = Path(old_location + SIDECAR_SUFFIX)
-        try:
-            if self.folders.exists(sidecar):
-                if after == "archive" and final_path is not None:
-                    self.folders.move(sidecar, Path(final_path + SIDECAR_SUFFIX))
-                elif after == "delete":
-                    self.folders.delete(sidecar)
-        except FileProblem as exc:
-            self._event("file.move_failed", row, level="warning", error=str(exc))
+        if after == "archive" and final_path is not None:
+            self._move_sidecar(row, old_location, Path(final_path))
+        elif after == "delete":
+            try:
+                self.folders.delete(Path(old_location + SIDECAR_SUFFIX))
+            except FileProblem as exc:
+                self._event("file.move_failed", row, level="warning", error=str(exc))
         done = {"archive": "archived", "delete": "deleted"}.get(after, "kept")
         row = self.journal.mark_done(
             row.id,
